@@ -1,0 +1,136 @@
+"""The toy split (proposal §5.1, DESIGN 4.4): single-label samples, 8:2 by action, train on 1/8.
+
+Both splits are stratified by action with a per-action allocation (largest remainder, as
+scikit-learn's stratified splitters do) and a seeded shuffle inside each action. Unlike
+``sklearn.model_selection.train_test_split(stratify=...)`` it accepts actions with a single
+sample (it goes to the train part) and keeps at least one sample of every action of the train
+part in the 1/8 subset.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .bddoia import Sample, read_splits
+from .config import Config
+from .taxonomy import ACTION_KEYS, N_ACTIONS
+
+
+def single_label(sample: Sample) -> bool:
+    """Exactly one action and exactly one reason."""
+    return sum(sample.actions) == 1 and sum(sample.reasons) == 1
+
+
+@dataclass
+class ToySplit:
+    """Sample names of each part; ``train`` ⊂ ``train_full``; ``actions`` maps every name to its action."""
+
+    train: list[str]
+    test: list[str]
+    train_full: list[str]
+    seed: int
+    actions: dict[str, int]
+
+    def counts(self) -> pd.DataFrame:
+        """Samples per action (rows, plus a total) in each part (columns)."""
+        parts = {"pool": self.train_full + self.test, "train_full": self.train_full,
+                 "train": self.train, "test": self.test}
+        table = pd.DataFrame(
+            {part: np.bincount(np.array([self.actions[n] for n in names], dtype=int), minlength=N_ACTIONS)
+             for part, names in parts.items()},
+            index=pd.Index(ACTION_KEYS, name="action"),
+        )
+        table.loc["total"] = table.sum()
+        return table
+
+    def subset(self, samples: Iterable[Sample], part: str = "train") -> list[Sample]:
+        """The samples named in ``part`` ("train", "train_full" or "test"), in that part's order."""
+        if part not in ("train", "train_full", "test"):
+            raise ValueError(f"part must be 'train', 'train_full' or 'test', not {part!r}")
+        by_name = {s.name: s for s in samples}
+        return [by_name[name] for name in getattr(self, part)]
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> ToySplit:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def _allocate(counts: np.ndarray, share: float) -> np.ndarray:
+    """Per-class sizes near ``share * counts`` that sum to ``round(share * counts.sum())``."""
+    exact = share * counts
+    sizes = np.floor(exact).astype(int)
+    extra = round(share * counts.sum()) - sizes.sum()
+    sizes[np.argsort(sizes - exact, kind="stable")[:extra]] += 1
+    return sizes
+
+
+def _stratified_pick(labels: np.ndarray, share: float, rng: np.random.Generator,
+                     every_class: bool = False) -> np.ndarray:
+    """A boolean mask picking ``share`` of each label's indices (at least one each if ``every_class``)."""
+    classes, counts = np.unique(labels, return_counts=True)
+    sizes = _allocate(counts, share)
+    if every_class:
+        sizes = np.maximum(sizes, 1)
+    picked = np.zeros(len(labels), dtype=bool)
+    for label, size in zip(classes, sizes):
+        picked[rng.permutation(np.flatnonzero(labels == label))[:size]] = True
+    return picked
+
+
+def make_toy_split(samples: Iterable[Sample], seed: int = 0, test_size: float = 0.2,
+                   train_fraction: float = 1 / 8) -> ToySplit:
+    """Pool ``samples``, keep the single-label ones, split them by action; deterministic per seed."""
+    pool = sorted((s for s in samples if single_label(s)), key=lambda s: s.name)
+    if not pool:
+        raise ValueError("no sample has exactly one action and exactly one reason")
+    names = np.array([s.name for s in pool])
+    duplicates = sorted(n for n, c in Counter(names).items() if c > 1)
+    if duplicates:
+        raise ValueError(f"sample names occur more than once: {duplicates[:5]}")
+    labels = np.array([s.actions.index(1) for s in pool])
+    rng = np.random.default_rng(seed)
+    is_test = _stratified_pick(labels, test_size, rng)
+    in_train = _stratified_pick(labels[~is_test], train_fraction, rng, every_class=True)
+    return ToySplit(
+        train=names[~is_test][in_train].tolist(),
+        test=names[is_test].tolist(),
+        train_full=names[~is_test].tolist(),
+        seed=seed,
+        actions=dict(zip(names.tolist(), labels.tolist())),
+    )
+
+
+def toy_split_path(cfg: Config) -> Path:
+    return cfg.cache_dir / "toy_split" / f"{cfg.data_root.name}.json"
+
+
+def load_or_make_toy_split(cfg: Config, samples: Sequence[Sample] | None = None,
+                           seed: int | None = None) -> ToySplit:
+    """The saved toy split of ``cfg.data_root``; (re)made and saved when missing or stale.
+
+    ``samples`` default to all splits read from ``cfg.data_root`` and ``seed`` to ``cfg.seed``. A
+    saved split is stale when its seed differs or its pool no longer matches the labels.
+    """
+    seed = cfg.seed if seed is None else seed
+    if samples is None:
+        samples = [s for labels in read_splits(cfg.data_root).values() for s in labels.samples]
+    path = toy_split_path(cfg)
+    if path.is_file():
+        saved = ToySplit.load(path)
+        pool = {s.name: s.actions.index(1) for s in samples if single_label(s)}
+        if saved.seed == seed and saved.actions == pool:
+            return saved
+    split = make_toy_split(samples, seed=seed)
+    split.save(path)
+    return split

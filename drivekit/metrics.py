@@ -40,6 +40,8 @@ from drivekit.taxonomy import (
 PAIR_KEYS = tuple(f"{a}+{r}" for a in ACTION_KEYS for r in REASON_KEYS)
 _GROUP_NAMES = tuple(GROUPS)  # Forward, Stop, Left, Right: one per action, in action order
 _KINDS = {"actions": (ACTION_KEYS, range(N_ACTIONS)), "reasons": (REASON_KEYS, ACTION_OF_REASON)}
+# Column order of the figures: reasons grouped Forward/Stop/Left/Right (Left = 9-11 then 15-17, ...)
+_ORDER = {"actions": tuple(range(N_ACTIONS)), "reasons": tuple(i for group in GROUPS.values() for i in group)}
 
 
 def _matrix(y, width: int | None = None) -> np.ndarray:
@@ -145,24 +147,26 @@ def report_frame(reports: Mapping[str, dict]) -> pd.DataFrame:
 
 def _columns(kind: str) -> pd.MultiIndex:
     keys, groups = _KINDS[kind]
-    names = [_GROUP_NAMES[g] for g in groups]
-    return pd.MultiIndex.from_arrays([names, list(keys)], names=["group", kind[:-1]])
+    order = _ORDER[kind]
+    names = [_GROUP_NAMES[groups[i]] for i in order]
+    return pd.MultiIndex.from_arrays([names, [keys[i] for i in order]], names=["group", kind[:-1]])
 
 
 def per_class_frame(reports: Mapping[str, dict], kind: str = "reasons") -> pd.DataFrame:
-    """Fig. 5's per-class F1 in percent: one row per model, columns grouped Forward/Stop/Left/Right.
+    """Fig. 5's per-class F1 in percent: one row per model, columns in Forward/Stop/Left/Right group order.
 
     ``kind`` is ``"actions"`` or ``"reasons"``.
     """
     keys, _ = _KINDS[kind]
-    data = [[r[kind]["f1"][k] * 100 for k in keys] for r in reports.values()]
+    data = [[r[kind]["f1"][keys[i]] * 100 for i in _ORDER[kind]] for r in reports.values()]
     return pd.DataFrame(data, index=list(reports), columns=_columns(kind))
 
 
 def distribution(matrix) -> pd.Series:
-    """Positives per class of an action (n, 4) or reason (n, 21) matrix (Fig. 4), by group and key."""
+    """Positives per class of an action (n, 4) or reason (n, 21) matrix (Fig. 4), in group order."""
     m = _matrix(matrix)
     kinds = {len(keys): kind for kind, (keys, _) in _KINDS.items()}
     if m.shape[1] not in kinds:
         raise ValueError(f"expected {N_ACTIONS} action or {N_REASONS} reason columns, got {m.shape[1]}")
-    return pd.Series(m.sum(axis=0), index=_columns(kinds[m.shape[1]]), name="count")
+    kind = kinds[m.shape[1]]
+    return pd.Series(m.sum(axis=0)[list(_ORDER[kind])], index=_columns(kind), name="count")

@@ -123,3 +123,83 @@ def save(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
+
+
+ARROWS = ("↑", "↓", "←", "→")  # move forward, stop/slow down, turn left, turn right
+
+
+def _arrows(ax, y: float, tag: str, actions: Sequence[int]) -> None:
+    ax.text(0.0, y, tag, fontsize=11, weight="bold", va="center")
+    for i, (arrow, on) in enumerate(zip(ARROWS, actions)):
+        ax.text(0.12 + 0.11 * i, y, arrow, fontsize=15, va="center", color="tab:green" if on else "0.8")
+
+
+def plot_examples(root: str | Path, examples: Sequence[Mapping], n_frames: int = 1, cols: int = 3) -> plt.Figure:
+    """Fig. 1: clips with ground truth G and prediction P as four arrows (executable ones green),
+    reasons coloured TP green / FP red / FN grey.
+
+    Each example is a predictions row: ``file_name``, ``actions_true``, ``actions_pred``,
+    ``reasons_true``, ``reasons_pred``.
+    """
+    rows = -(-len(examples) // cols)
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(4.4 * cols, 2.3 * rows), squeeze=False,
+                             gridspec_kw=dict(width_ratios=[1, 1.2] * cols))
+    for ax in axes.flat:
+        ax.axis("off")
+    for k, ex in enumerate(examples):
+        ax_img, ax_txt = axes[k // cols, 2 * (k % cols)], axes[k // cols, 2 * (k % cols) + 1]
+        frames = [load_image(p) for p in frame_paths(root, ex["file_name"], n_frames)]
+        ax_img.imshow(np.concatenate([np.asarray(f) for f in frames], axis=1))
+        ax_img.set_title(ex["file_name"], fontsize=7)
+        _arrows(ax_txt, 0.9, "G", ex["actions_true"])
+        _arrows(ax_txt, 0.72, "P", ex["actions_pred"])
+        y = 0.55
+        for r, phrase in enumerate(REASON_PHRASES):
+            truth, pred = ex["reasons_true"][r], ex["reasons_pred"][r]
+            if truth or pred:
+                colour = "tab:green" if truth and pred else "tab:red" if pred else "0.55"
+                ax_txt.text(0.0, y, phrase, fontsize=8, color=colour, va="center")
+                y -= 0.12
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_curves(curves: Mapping[str, pd.DataFrame], title: str = "Training loss") -> plt.Figure:
+    """Fig. 3: one panel per run; each DataFrame has a ``step`` column and one column per curve."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 3.4), squeeze=False)
+    for ax, (name, log) in zip(axes[0], curves.items()):
+        for column in log.columns.drop("step"):
+            points = log[["step", column]].dropna()
+            ax.plot(points["step"], points[column], marker="o" if len(points) < 30 else None, ms=3, label=column)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_f1_tables(per_class: Mapping[str, pd.DataFrame], summary: pd.DataFrame) -> plt.Figure:
+    """Fig. 5: per-class F1 (percent) of each model for actions and reasons, plus the sample-level F1s.
+
+    ``per_class`` maps "actions"/"reasons" to :func:`drivekit.metrics.per_class_frame` output;
+    ``summary`` is a model × metric frame in percent (e.g. F1_act / F1_rsn sample columns).
+    """
+    height = 0.9 + 0.45 * len(summary)
+    fig = plt.figure(figsize=(16, 2 * height + 1.2))
+    grid = fig.add_gridspec(2, 2, width_ratios=[1, 1], height_ratios=[1, 1.3])
+    panels = {"actions": fig.add_subplot(grid[0, 0]), "reasons": fig.add_subplot(grid[1, :])}
+    for kind, frame in per_class.items():
+        ax = panels[kind]
+        shown = frame.copy()
+        shown.columns = [key for _, key in frame.columns]
+        sns.heatmap(shown, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="Greens", cbar=False, ax=ax)
+        ax.set_title(f"{kind}: per-class F1 (%)")
+        ax.tick_params(axis="x", labelrotation=60, labelsize=8)
+        ax.tick_params(axis="y", labelrotation=0)
+    ax = fig.add_subplot(grid[0, 1])
+    sns.heatmap(summary, annot=True, fmt=".2f", vmin=0, vmax=100, cmap="Blues", cbar=False, ax=ax)
+    ax.set_title("sample-level F1 (%)")
+    ax.tick_params(axis="y", labelrotation=0)
+    fig.tight_layout()
+    return fig

@@ -156,8 +156,11 @@ def test_distribution(data):
     ta, _, tr, _ = data
     counts = metrics.distribution(tr)
     assert isinstance(counts, pd.Series) and len(counts) == 21
-    np.testing.assert_array_equal(counts.to_numpy(), tr.sum(axis=0))
+    order = [i for group in taxonomy.GROUPS.values() for i in group]
+    np.testing.assert_array_equal(counts.to_numpy(), tr.sum(axis=0)[order])
+    assert list(counts.index.get_level_values(1)) == [taxonomy.REASON_KEYS[i] for i in order]
     assert counts[("Stop", "s_traffic_light")] == tr[:, 7].sum()
+    assert counts[("Left", "no_l_car")] == tr[:, 15].sum()
     np.testing.assert_array_equal(metrics.distribution(ta).to_numpy(), ta.sum(axis=0))
     with pytest.raises(ValueError):
         metrics.distribution(np.zeros((3, 5), int))

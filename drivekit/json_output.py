@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .formats import Parsed
 from .taxonomy import ACTION_OF_REASON, ACTION_PHRASES, N_ACTIONS, N_REASONS, REASON_PHRASES
 
+MAX_TEXT = 400  # characters of scene / justification: bounds what constrained decoding can generate
 ActionPhrase = Literal[ACTION_PHRASES]  # type: ignore[valid-type]
 ReasonPhrase = Literal[REASON_PHRASES]  # type: ignore[valid-type]
 
@@ -30,10 +31,10 @@ class DrivingDecision(BaseModel):
     """What the model says about a clip: the scene, what the car may do, why, and a justification."""
 
     model_config = ConfigDict(extra="forbid")
-    scene: str = Field(description="what the frames show")
+    scene: str = Field(max_length=MAX_TEXT, description="what the frames show")
     actions: list[ActionPhrase] = Field(min_length=1, max_length=N_ACTIONS, description="possible actions")
     reasons: list[ReasonPhrase] = Field(max_length=N_REASONS, description="the reasons for them")
-    justification: str = Field(min_length=1, description="one sentence tying actions to reasons")
+    justification: str = Field(min_length=1, max_length=MAX_TEXT, description="one sentence tying actions to reasons")
 
 
 FIELDS = {"scene": str, "actions": list, "reasons": list, "justification": str}

@@ -1,0 +1,113 @@
+"""Loading the VLM and its processor: one function for both profiles (DESIGN 1, 3).
+
+``load_vlm`` takes a model id (the paper's ``HuggingFaceTB/SmolVLM-Instruct``, the smaller
+``HuggingFaceTB/SmolVLM-256M-Instruct``), a local directory, ``"tiny"`` (drivekit's own pretrained
+model, built on first use, see ``drivekit.zoo``) or a ``Config``; every one of them goes through
+``from_pretrained``. Options, as in the paper's QLoRA recipe:
+
+- ``quantize_4bit``: bitsandbytes NF4 with double quantisation; compute in bf16 where the device
+  supports it, else float32 (CPU). bitsandbytes 4-bit also runs, and trains, on a CPU.
+- ``lora``: a new peft LoRA adapter on the attention and MLP projections (q/k/v/o/gate/up/down);
+  only its parameters train. ``adapter`` loads a saved adapter instead (``trainable`` to go on
+  training it, e.g. for RL after SFT).
+- ``gradient_checkpointing``: recompute activations in the backward pass to save memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
+
+from . import prompts
+from .config import Config
+
+PAPER_VLM = "HuggingFaceTB/SmolVLM-Instruct"
+SMALL_VLM = "HuggingFaceTB/SmolVLM-256M-Instruct"
+TINY_VLM = "tiny"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """A LoRA adapter's shape (plain data); the defaults are the SmolVLM fine-tuning recipe's."""
+
+    r: int = 8
+    alpha: int = 8
+    dropout: float = 0.1
+    targets: tuple[str, ...] = LORA_TARGETS
+
+    def config(self) -> LoraConfig:
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=list(self.targets), init_lora_weights="gaussian")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def compute_dtype(device: str | torch.device) -> torch.dtype:
+    """bf16 on a GPU that supports it, else float32."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def quantization_config(device: str | torch.device) -> BitsAndBytesConfig:
+    """4-bit NF4 with double quantisation (QLoRA)."""
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype(device))
+
+
+def resolve(name_or_path: str | Path) -> str:
+    """What ``from_pretrained`` gets: ``"tiny"`` becomes the zoo directory (built when missing)."""
+    if str(name_or_path) == TINY_VLM:
+        from .zoo import ensure_tiny
+
+        return str(ensure_tiny())
+    return str(name_or_path)
+
+
+def load_vlm(source: Config | str | Path, *, quantize_4bit: bool | None = None, lora: LoraSettings | None = None,
+             adapter: str | Path | None = None, trainable: bool = False, gradient_checkpointing: bool = False,
+             device: str | torch.device | None = None):
+    """(model, processor) from a ``Config`` (its ``vlm`` and ``quantize_4bit``), a model id or a directory.
+
+    ``quantize_4bit`` defaults to the config's setting, or False for a name. Give at most one of
+    ``lora`` (a new adapter) and ``adapter`` (a saved one).
+    """
+    if lora is not None and adapter is not None:
+        raise ValueError("give lora= (a new adapter) or adapter= (a saved one), not both")
+    if isinstance(source, Config):
+        name = source.vlm
+        quantize_4bit = source.quantize_4bit if quantize_4bit is None else quantize_4bit
+    else:
+        name = source
+    device = torch.device(device) if device is not None else default_device()
+    path = resolve(name)
+
+    processor = AutoProcessor.from_pretrained(path)
+    model = AutoModelForImageTextToText.from_pretrained(
+        path, dtype=compute_dtype(device), device_map={"": device},
+        quantization_config=quantization_config(device) if quantize_4bit else None,
+    )
+    model.generation_config.eos_token_id = prompts.end_of_utterance_id(processor)
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    training = lora is not None or (adapter is not None and trainable)
+    checkpointing = {"use_reentrant": False}  # works under DistributedDataParallel too
+    if quantize_4bit and training:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=checkpointing)
+    elif gradient_checkpointing and training:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
+        model.enable_input_require_grads()
+    if lora is not None:
+        model = get_peft_model(model, lora.config())
+    elif adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+    if not training:
+        model.eval()
+    return model, processor

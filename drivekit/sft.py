@@ -1,0 +1,348 @@
+"""Supervised fine-tuning with QLoRA (paper §5.2): frames in, ``Action: ...; Reason: ...`` out.
+
+The model sees only the clip's frames (DESIGN 5) and learns the Stage-2 target text with
+token-wise cross-entropy on the target tokens (``Collator`` masks padding, image and prompt
+tokens to -100). Both profiles train a LoRA adapter on a 4-bit base (QLoRA). The loop uses
+accelerate, so it runs unchanged on a CPU, one GPU or, under ``accelerate launch``, several.
+
+It logs the training loss of every optimiser step and the validation loss every ``eval_every``
+steps, saves an adapter checkpoint at each validation (``checkpoint-<step>``, as the paper's
+checkpoint-120) and keeps the one with the lowest validation loss as ``best``. Evaluation
+generates greedily on the toy test split and parses each answer with ``formats.parse_text``.
+
+Artifacts, under ``cfg.runs_dir / "sft"``: ``best/`` (adapter), ``checkpoint-<step>/``,
+``loss_log.csv`` (step, epoch, lr, train_loss, val_loss), ``predictions.jsonl`` (one row per test
+clip: file_name, text, actions_pred, reasons_pred, actions_true, reasons_true, ok, problems) and
+``summary.json`` (settings, best step, scores, timings). ``ensure(cfg)`` trains them when missing.
+
+Command line: ``python -m drivekit.sft [--profile paper] [--out DIR]``, or
+``accelerate launch -m drivekit.sft ...`` on several GPUs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from accelerate import Accelerator, PartialState
+from peft import get_peft_model_state_dict, set_peft_model_state_dict
+from torch.utils.data import DataLoader
+from transformers import get_scheduler
+
+from . import metrics, prompts
+from .bddoia import BDDOIADataset, read_splits
+from .config import Config, load
+from .formats import parse_text, target_text
+from .models import LoraSettings, load_vlm
+from .synthetic import ensure_dataset
+from .toy_split import load_or_make_toy_split
+
+
+@dataclass(frozen=True)
+class SFTSettings:
+    """Training and evaluation settings (plain data); ``SETTINGS`` holds each profile's defaults."""
+
+    epochs: float
+    batch_size: int  # per device
+    grad_accum: int
+    lr: float
+    lora: LoraSettings
+    gradient_checkpointing: bool
+    eval_every: int  # optimiser steps between validations (and checkpoints)
+    schedule: str = "cosine"  # a transformers.get_scheduler name
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    val_size: int = 64  # validation clips, drawn from the toy train part the 1/8 subset left out
+    eval_batch_size: int = 32
+    max_new_tokens: int = 48
+    instruction: str | None = None  # None: images-only prompts (the paper's setting)
+    seed: int = 0
+
+
+SETTINGS: dict[str, SFTSettings] = {
+    # The paper: 6 epochs, batch 4, gradient accumulation 4, lr 1e-4 with a schedule, gradient
+    # checkpointing; LoRA as in the SmolVLM fine-tuning recipe.
+    "paper": SFTSettings(epochs=6, batch_size=4, grad_accum=4, lr=1e-4, lora=LoraSettings(r=8, alpha=8, dropout=0.1),
+                         gradient_checkpointing=True, eval_every=10, schedule="linear", eval_batch_size=8),
+    # CPU-sized: a couple of minutes on 2 cores.
+    "tiny": SFTSettings(epochs=8, batch_size=8, grad_accum=1, lr=2e-3, lora=LoraSettings(r=16, alpha=32, dropout=0.05),
+                        gradient_checkpointing=False, eval_every=32),
+}
+
+
+def settings_for(cfg: Config, **changes) -> SFTSettings:
+    return replace(SETTINGS[cfg.profile], **changes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ToyData:
+    """The toy split as datasets: ``train`` (the 1/8 subset), ``val`` (other train clips), ``test``."""
+
+    train: BDDOIADataset
+    val: BDDOIADataset
+    test: BDDOIADataset
+
+
+def toy_data(cfg: Config, val_size: int = 64) -> ToyData:
+    """The toy split of ``cfg.data_root`` (synthetic clips generated first in the tiny profile)."""
+    if cfg.synthetic:
+        ensure_dataset(cfg)
+    samples = [s for labels in read_splits(cfg.data_root).values() for s in labels.samples]
+    split = load_or_make_toy_split(cfg, samples)
+    unused = sorted(set(split.train_full) - set(split.train))
+    picked = np.random.default_rng(cfg.seed).permutation(len(unused))[:val_size]
+    by_name = {s.name: s for s in samples}
+    val = [by_name[unused[i]] for i in sorted(picked)]
+    return ToyData(*(BDDOIADataset(cfg.data_root, samples=part) for part in
+                     (split.subset(samples, "train"), val, split.subset(samples, "test"))))
+
+
+class Collator:
+    """Dataset items -> model inputs whose ``labels`` are the target text's tokens, -100 elsewhere."""
+
+    def __init__(self, processor, instruction: str | None = None):
+        self.processor, self.instruction = processor, instruction
+
+    def __call__(self, items: list[dict]):
+        targets = [target_text(item["actions"].numpy(), item["reasons"].numpy()) for item in items]
+        return prompts.encode(self.processor, [item["images"] for item in items], targets, self.instruction)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def validation_loss(model, loader, accelerator: Accelerator) -> float:
+    """Mean cross-entropy per target token over ``loader``."""
+    model.eval()
+    totals = torch.zeros(2, device=accelerator.device)
+    for batch in loader:
+        n_tokens = (batch["labels"][:, 1:] != prompts.IGNORE_INDEX).sum()
+        loss = model(**batch).loss
+        totals += accelerator.reduce(torch.stack([loss * n_tokens, n_tokens.float()]), "sum")
+    model.train()
+    return (totals[0] / totals[1]).item()
+
+
+def train(model, processor, train_set, val_set, settings: SFTSettings, out: str | Path,
+          progress: bool = True) -> pd.DataFrame:
+    """Fine-tune the trainable (LoRA) parameters of ``model``; returns the loss log.
+
+    Saves ``checkpoint-<step>`` at each validation and copies the lowest-validation-loss one to
+    ``best``; ``model`` ends with the best weights loaded.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    accelerator = Accelerator(gradient_accumulation_steps=settings.grad_accum)
+    torch.manual_seed(settings.seed)
+    collate = Collator(processor, settings.instruction)
+    train_loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, collate_fn=collate,
+                              generator=torch.Generator().manual_seed(settings.seed))
+    val_loader = DataLoader(val_set, batch_size=settings.eval_batch_size, collate_fn=collate)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    steps_per_epoch = math.ceil(len(train_loader) / settings.grad_accum)
+    total = math.ceil(settings.epochs * steps_per_epoch)
+    scheduler = get_scheduler(settings.schedule, optimizer, num_warmup_steps=round(settings.warmup_ratio * total),
+                              num_training_steps=total)
+
+    rows, micro_losses = [], []
+    best = dict(loss=math.inf, step=0, state=None)
+    step = 0
+    bar = tqdm(total=total, desc="SFT", disable=not (progress and accelerator.is_main_process))
+    model.train()
+    while step < total:
+        for batch in train_loader:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                optimizer.zero_grad()
+            micro_losses.append(loss.detach())
+            if not accelerator.sync_gradients:
+                continue
+            lr = scheduler.get_last_lr()[0]
+            scheduler.step()
+            step += 1
+            row = dict(step=step, epoch=step / steps_per_epoch, lr=lr,
+                       train_loss=accelerator.reduce(torch.stack(micro_losses).mean(), "mean").item(),
+                       val_loss=math.nan)
+            micro_losses = []
+            if step % settings.eval_every == 0 or step == total:
+                row["val_loss"] = validation_loss(model, val_loader, accelerator)
+                accelerator.wait_for_everyone()
+                unwrapped = accelerator.unwrap_model(model)
+                if accelerator.is_main_process:
+                    unwrapped.save_pretrained(out / f"checkpoint-{step}")
+                if row["val_loss"] < best["loss"]:
+                    state = get_peft_model_state_dict(unwrapped)
+                    best = dict(loss=row["val_loss"], step=step, state={k: v.detach().clone() for k, v in state.items()})
+            rows.append(row)
+            bar.update()
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{best['loss']:.3f}")
+            if step == total:
+                break
+    bar.close()
+
+    unwrapped = accelerator.unwrap_model(model)
+    set_peft_model_state_dict(unwrapped, best["state"])
+    unwrapped.eval()
+    log = pd.DataFrame(rows)
+    if accelerator.is_main_process:
+        shutil.rmtree(out / "best", ignore_errors=True)
+        shutil.copytree(out / f"checkpoint-{best['step']}", out / "best")
+        log.to_csv(out / "loss_log.csv", index=False)
+    accelerator.wait_for_everyone()
+    return log
+
+
+def best_step(log: pd.DataFrame) -> int:
+    """The step whose checkpoint has the lowest validation loss (the ``best`` adapter)."""
+    return int(log.loc[log["val_loss"].idxmin(), "step"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
+def prediction_row(name: str, text: str, actions, reasons) -> dict:
+    """One predictions.jsonl row: the generated text, its parsed labels and the truth."""
+    parsed = parse_text(text)
+    return dict(file_name=name, text=text, actions_pred=parsed.actions.tolist(), reasons_pred=parsed.reasons.tolist(),
+                actions_true=[int(v) for v in actions], reasons_true=[int(v) for v in reasons],
+                ok=parsed.ok, problems=parsed.problems)
+
+
+def predict(model, processor, dataset, settings: SFTSettings, progress: bool = True) -> list[dict]:
+    """Batched greedy generation on ``dataset``, parsed back to labels (never raises on garbage)."""
+    from tqdm.auto import tqdm
+
+    rows = []
+    size = settings.eval_batch_size
+    for start in tqdm(range(0, len(dataset), size), desc="generating", disable=not progress):
+        items = [dataset[i] for i in range(start, min(start + size, len(dataset)))]
+        texts = prompts.generate(model, processor, [item["images"] for item in items],
+                                 max_new_tokens=settings.max_new_tokens, instruction=settings.instruction)
+        rows += [prediction_row(item["name"], text, item["actions"], item["reasons"]) for item, text in zip(items, texts)]
+    return rows
+
+
+def write_predictions(rows: list[dict], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+    return path
+
+
+def read_predictions(path: str | Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def score(rows: list[dict]) -> dict:
+    """``metrics.report`` of the predictions, plus how many answers did not parse cleanly."""
+    matrix = {key: np.array([row[key] for row in rows]) for key in
+              ("actions_true", "actions_pred", "reasons_true", "reasons_pred")}
+    report = metrics.report(matrix["actions_true"], matrix["actions_pred"], matrix["reasons_true"],
+                            matrix["reasons_pred"])
+    report["unparseable"] = sum(not row["ok"] for row in rows)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Artifacts
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SFTArtifacts:
+    """Where one SFT run keeps its outputs."""
+
+    dir: Path
+    best: Path = field(init=False)
+    predictions: Path = field(init=False)
+    loss_log: Path = field(init=False)
+    summary: Path = field(init=False)
+
+    def __post_init__(self):
+        for name, file in (("best", "best"), ("predictions", "predictions.jsonl"), ("loss_log", "loss_log.csv"),
+                           ("summary", "summary.json")):
+            object.__setattr__(self, name, Path(self.dir) / file)
+
+    def complete(self) -> bool:
+        return all(p.exists() for p in (self.best, self.predictions, self.loss_log, self.summary))
+
+
+def artifacts(cfg: Config) -> SFTArtifacts:
+    return SFTArtifacts(cfg.runs_dir / "sft")
+
+
+def write_summary(result: SFTArtifacts, cfg: Config, settings: SFTSettings, log: pd.DataFrame, rows: list[dict],
+                  **extra) -> dict:
+    """``summary.json``: profile, model, settings, best step, scores (plus ``extra``, e.g. timings)."""
+    scores = score(rows)
+    summary = dict(profile=cfg.profile, vlm=cfg.vlm, settings=asdict(settings), best_step=best_step(log),
+                   n_test=len(rows), f1_act=scores["actions"]["f1_all"], f1_rsn=scores["reasons"]["f1_all"],
+                   unparseable=scores["unparseable"], **extra, report=scores)
+    result.summary.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str | Path | None = None,
+        progress: bool = True) -> SFTArtifacts:
+    """Fine-tune on the toy train subset, evaluate on the toy test split, write every artifact."""
+    cfg = cfg or load()
+    settings = settings or settings_for(cfg)
+    result = SFTArtifacts(Path(out)) if out else artifacts(cfg)
+    data = toy_data(cfg, settings.val_size)
+    state = PartialState()
+    t0 = time.perf_counter()
+    model, processor = load_vlm(cfg, lora=settings.lora, gradient_checkpointing=settings.gradient_checkpointing,
+                                device=state.device)
+    log = train(model, processor, data.train, data.val, settings, result.dir, progress)
+    t1 = time.perf_counter()
+    if state.is_main_process:
+        rows = predict(model, processor, data.test, settings, progress)
+        write_predictions(rows, result.predictions)
+        write_summary(result, cfg, settings, log, rows, n_train=len(data.train), n_val=len(data.val),
+                      train_seconds=round(t1 - t0, 1), predict_seconds=round(time.perf_counter() - t1, 1))
+    return result
+
+
+def ensure(cfg: Config | None = None) -> SFTArtifacts:
+    """The SFT artifacts of ``cfg`` (default settings), trained through ``run`` when missing."""
+    cfg = cfg or load()
+    result = artifacts(cfg)
+    return result if result.complete() else run(cfg)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="QLoRA SFT on the toy split, then predictions on its test part.")
+    p.add_argument("--profile", help="tiny or paper (default: $DRIVEKIT_PROFILE, else tiny)")
+    p.add_argument("--out", type=Path, help="output directory (default: <runs>/sft)")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--lr", type=float)
+    a = p.parse_args(argv)
+    cfg = load(a.profile)
+    changes = {k: v for k, v in (("epochs", a.epochs), ("lr", a.lr)) if v is not None}
+    result = run(cfg, settings_for(cfg, **changes), a.out)
+    if result.summary.exists():
+        s = json.loads(result.summary.read_text())
+        print(f"{result.dir}: F1_act {s['f1_act']:.3f}  F1_rsn {s['f1_rsn']:.3f}  unparseable {s['unparseable']}  "
+              f"best step {s['best_step']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""The tiny model zoo: a SmolVLM-architecture (Idefics3) VLM that drivekit builds and pretrains itself.
+
+SmolVLM-Instruct's weights cannot be downloaded on the project's machines, so the tiny profile
+fine-tunes a model of the same architecture that drivekit makes from the synthetic clips:
+
+1. a byte-level BPE tokenizer trained with ``tokenizers`` on the synthetic corpus (scene
+   descriptions, Stage-2 target texts, JSON punctuation, the chat template's words), with the
+   Idefics3 special tokens and SmolVLM's chat template;
+2. an ``Idefics3Processor`` for the 96x96 px frames: one image = 8x8 patches of 12 px, pixel
+   shuffle by 2 -> 16 image tokens, no image splitting;
+3. an ``Idefics3Config`` sized for a CPU (~2.4 M parameters);
+4. pretraining: frames in, scene description out, no task text, on every synthetic clip except
+   the toy test split (whose descriptions are held out to check what the model perceives).
+
+The result is saved with ``save_pretrained`` (safetensors) to ``data/zoo/tiny-smolvlm`` and loaded
+by ``drivekit.models.load_vlm("tiny")`` like any model directory. Build it with
+``python -m drivekit build-vlm`` (or ``python -m drivekit.zoo``); deterministic for a seed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    Idefics3Config,
+    Idefics3ForConditionalGeneration,
+    Idefics3ImageProcessor,
+    Idefics3Processor,
+    PreTrainedTokenizerFast,
+)
+
+from . import prompts
+from .bddoia import frame_paths, load_image
+from .config import HOME, Config, load
+from .formats import target_text
+from .synthetic import ensure_dataset, read_scenes
+from .taxonomy import ACTION_PHRASES, N_ACTIONS, N_REASONS, REASON_PHRASES
+from .toy_split import load_or_make_toy_split
+
+ZOO_DIR = HOME / "data" / "zoo"
+TINY_NAME = "tiny-smolvlm"
+BUILD_INFO = "build.json"
+
+# The special tokens of SmolVLM's tokenizer that the Idefics3 processor and chat template use.
+SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>",
+    "<fake_token_around_image>", "<image>", prompts.END_OF_UTTERANCE, "<global-img>",
+    *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)),
+]
+# SmolVLM-Instruct's chat template, verbatim.
+CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Sizes of the tiny model (plain data). bitsandbytes' CPU 4-bit kernels need every linear
+    layer's input size to be a multiple of 64: keep the hidden sizes so."""
+
+    vocab_size: int = 1024  # an upper bound: the synthetic corpus saturates well below it
+    frame_size: int = 96
+    patch_size: int = 12
+    scale_factor: int = 2  # pixel shuffle: (96 / 12)^2 / 2^2 = 16 image tokens per frame
+    vision_hidden: int = 128
+    vision_layers: int = 4
+    vision_heads: int = 4
+    text_hidden: int = 192
+    text_layers: int = 4
+    text_heads: int = 6
+    text_kv_heads: int = 2
+    max_positions: int = 512
+
+    @property
+    def image_seq_len(self) -> int:
+        return (self.frame_size // self.patch_size) ** 2 // self.scale_factor**2
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Pretraining on scene descriptions (plain data)."""
+
+    epochs: float = 3.0
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup_steps: int = 30
+    weight_decay: float = 0.05
+    seed: int = 0
+    text_batch_size: int = 16  # plain-text lines (``language_texts``) per step
+    text_weight: float = 0.5
+    held_out: int = 128  # toy-test clips whose descriptions are checked after pretraining
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer, processor, config
+# ---------------------------------------------------------------------------------------------
+def language_texts(seed: int = 0) -> list[str]:
+    """What the decoder reads as plain text besides the descriptions: every single-label target
+    text, random multi-label ones, JSON objects with the Stage-3 fields, the chat template's words.
+
+    A real VLM's decoder is a language model that has read every token of its vocabulary; without
+    these texts the label phrases' embeddings would stay random (descriptions never use them) and
+    LoRA, which leaves embeddings frozen, could not learn to write them. They pair actions and
+    reasons at random and show no image: nothing here tells which answer fits which scene.
+    """
+    rng = np.random.default_rng(seed)
+    one_hot = np.eye(N_ACTIONS, dtype=int), np.eye(N_REASONS, dtype=int)
+    texts = [target_text(one_hot[0][a], one_hot[1][r]) for a in range(N_ACTIONS) for r in range(N_REASONS)]
+    for _ in range(100):
+        texts.append(target_text(rng.random(N_ACTIONS) < 0.4, rng.random(N_REASONS) < 0.15))
+    for _ in range(100):
+        actions, reasons = rng.random(N_ACTIONS) < 0.4, rng.random(N_REASONS) < 0.15
+        acts = [p for p, on in zip(ACTION_PHRASES, actions) if on] or [ACTION_PHRASES[0]]
+        rsns = [p for p, on in zip(REASON_PHRASES, reasons) if on]
+        texts.append(json.dumps({"scene": "", "actions": acts, "reasons": rsns,
+                                 "justification": f"{' and '.join(acts)} because of {' and '.join(rsns).lower() or 'the scene'}."},
+                                separators=(",", ":")))
+    return [f" {t}" for t in texts] + ["User: Assistant:", " Describe the scene. What should the car do, and why?"]
+
+
+def corpus(descriptions: list[str]) -> list[str]:
+    """The tokenizer's training text: descriptions (as answers, after "Assistant:") and ``language_texts``."""
+    return [f" {d}" for d in descriptions] + language_texts()
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (GPT-2 style, as SmolVLM's) with the Idefics3 special tokens."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<|im_start|>", eos_token=prompts.END_OF_UTTERANCE,
+        pad_token="<|im_end|>", unk_token="<|endoftext|>", model_max_length=TinySpec.max_positions,
+    )
+
+
+def make_processor(tokenizer, spec: TinySpec) -> Idefics3Processor:
+    """An Idefics3 processor for square frames of ``spec.frame_size`` px, without image splitting."""
+    edge = {"longest_edge": spec.frame_size}
+    images = Idefics3ImageProcessor(size=edge, max_image_size=edge, do_image_splitting=False,
+                                    image_mean=[0.5] * 3, image_std=[0.5] * 3)  # SigLIP's normalisation
+    return Idefics3Processor(image_processor=images, tokenizer=tokenizer, image_seq_len=spec.image_seq_len,
+                             chat_template=CHAT_TEMPLATE)
+
+
+def make_config(tokenizer, spec: TinySpec) -> Idefics3Config:
+    vision = dict(hidden_size=spec.vision_hidden, intermediate_size=4 * spec.vision_hidden,
+                  num_hidden_layers=spec.vision_layers, num_attention_heads=spec.vision_heads,
+                  image_size=spec.frame_size, patch_size=spec.patch_size)
+    text = dict(model_type="llama", vocab_size=len(tokenizer), hidden_size=spec.text_hidden,
+                intermediate_size=64 * round(8 * spec.text_hidden / 3 / 64), num_hidden_layers=spec.text_layers,
+                num_attention_heads=spec.text_heads, num_key_value_heads=spec.text_kv_heads,
+                max_position_embeddings=spec.max_positions, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id)
+    return Idefics3Config(vision_config=vision, text_config=text, scale_factor=spec.scale_factor,
+                          image_token_id=tokenizer.convert_tokens_to_ids("<image>"), tie_word_embeddings=False,
+                          pad_token_id=tokenizer.pad_token_id)
+
+
+def untrained(texts: list[str], spec: TinySpec = TinySpec(), seed: int = 0):
+    """(model, processor) of a randomly initialised tiny model, its tokenizer trained on ``texts``."""
+    tokenizer = train_tokenizer(texts, spec.vocab_size)
+    processor = make_processor(tokenizer, spec)
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(make_config(tokenizer, spec))
+    model.generation_config.eos_token_id = prompts.end_of_utterance_id(processor)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, processor
+
+
+# ---------------------------------------------------------------------------------------------
+# Pretraining on descriptions
+# ---------------------------------------------------------------------------------------------
+def _frames(root: Path, names: list[str]) -> list[list]:
+    return [[load_image(p) for p in frame_paths(root, name)] for name in names]
+
+
+def _lr_at(step: int, total: int, settings: PretrainSettings) -> float:
+    """Linear warmup, then cosine decay to 10 % of the peak."""
+    if step < settings.warmup_steps:
+        return settings.lr * (step + 1) / settings.warmup_steps
+    progress = (step - settings.warmup_steps) / max(1, total - settings.warmup_steps)
+    return settings.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def shuffled(description: str, rng: np.random.Generator) -> str:
+    """The description's sentences in random order: the model cannot lean on a fixed order, so at
+    every position it must know the whole scene (what it has not said yet)."""
+    sentences = re.split(r"(?<=\.) ", description)
+    return " ".join(sentences[i] for i in rng.permutation(len(sentences)))
+
+
+def pretrain(model, processor, clips: list[list], descriptions: list[str], texts: list[str],
+             settings: PretrainSettings, progress: bool = True) -> list[float]:
+    """Train every parameter on (frames -> description, sentences shuffled) plus, each step, a
+    batch of ``texts`` as plain language modelling; returns the loss of each step."""
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(settings.seed)
+    tokenizer = processor.tokenizer
+    total = int(settings.epochs * len(clips) / settings.batch_size)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
+                                   {"params": rest, "weight_decay": 0.0}], lr=settings.lr, betas=(0.9, 0.98))
+    order: list[int] = []
+    losses = []
+    model.train()
+    for step in (bar := tqdm(range(total), desc="pretraining", disable=not progress)):
+        if len(order) < settings.batch_size:
+            order += rng.permutation(len(clips)).tolist()
+        batch, order = order[: settings.batch_size], order[settings.batch_size:]
+        captions = prompts.encode(processor, [clips[i] for i in batch], [shuffled(descriptions[i], rng) for i in batch])
+        language = tokenizer([texts[i] for i in rng.integers(len(texts), size=settings.text_batch_size)],
+                             padding=True, return_tensors="pt", add_special_tokens=False)
+        language["labels"] = language["input_ids"].masked_fill(language["attention_mask"] == 0, prompts.IGNORE_INDEX)
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, total, settings)
+        loss = model(**captions).loss + settings.text_weight * model(**language).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return losses
+
+
+def _sentences(text: str) -> set[str]:
+    return {s.strip() for s in text.split(".") if s.strip()}
+
+
+@torch.no_grad()
+def description_scores(model, processor, clips: list[list], descriptions: list[str], batch_size: int = 32) -> dict:
+    """How well the model describes unseen clips (greedy), compared as sets of sentences: the share
+    of clips described exactly, and the sentences' recall and precision."""
+    exact = recalled = written = true = 0
+    samples = []
+    for start in range(0, len(clips), batch_size):
+        truth = descriptions[start:start + batch_size]
+        texts = prompts.generate(model, processor, clips[start:start + batch_size], max_new_tokens=96)
+        for text, description in zip(texts, truth):
+            said, meant = _sentences(text), _sentences(description)
+            exact += said == meant
+            recalled += len(said & meant)
+            written += len(said)
+            true += len(meant)
+            if len(samples) < 3:
+                samples.append({"generated": text, "truth": description})
+    return {"exact": exact / len(clips), "sentence_recall": recalled / true,
+            "sentence_precision": recalled / max(1, written), "n_clips": len(clips), "samples": samples}
+
+
+# ---------------------------------------------------------------------------------------------
+# Build, cache, CLI
+# ---------------------------------------------------------------------------------------------
+def tiny_dir() -> Path:
+    return ZOO_DIR / TINY_NAME
+
+
+def build(cfg: Config | None = None, out: str | Path | None = None, spec: TinySpec = TinySpec(),
+          settings: PretrainSettings = PretrainSettings(), progress: bool = True) -> Path:
+    """Build, pretrain and save the tiny VLM to ``out`` (default ``tiny_dir()``); returns ``out``."""
+    cfg = cfg or load("tiny")
+    out = Path(out or tiny_dir())
+    t0, c0 = time.perf_counter(), time.process_time()
+    torch.manual_seed(settings.seed)
+    random.seed(settings.seed)
+    root = ensure_dataset(cfg)
+    scenes = read_scenes(root)
+    held_out = set(load_or_make_toy_split(cfg).test)
+    train = [s for s in scenes if s["file_name"] not in held_out]
+    check = [s for s in scenes if s["file_name"] in held_out][: settings.held_out]
+
+    model, processor = untrained(corpus([s["description"] for s in train]), spec, settings.seed)
+    clips = _frames(root, [s["file_name"] for s in train])
+    losses = pretrain(model, processor, clips, [s["description"] for s in train], language_texts(settings.seed),
+                      settings, progress)
+    scores = description_scores(model, processor, _frames(root, [s["file_name"] for s in check]),
+                                [s["description"] for s in check])
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    info = dict(spec=asdict(spec), settings=asdict(settings), data=dict(root=root.name, seed=cfg.seed,
+                pretraining_clips=len(train), held_out="toy test split"),
+                parameters=sum(p.numel() for p in model.parameters()), vocab_size=len(processor.tokenizer),
+                final_loss=float(np.mean(losses[-20:])), held_out_descriptions=scores,
+                build_seconds=round(time.perf_counter() - t0, 1), cpu_seconds=round(time.process_time() - c0, 1),
+                torch_threads=torch.get_num_threads())
+    (out / BUILD_INFO).write_text(json.dumps(info, indent=1))
+    return out
+
+
+def ensure_tiny(cfg: Config | None = None) -> Path:
+    """The tiny model's directory, built first when it is missing."""
+    path = tiny_dir()
+    if not (path / "model.safetensors").is_file():
+        build(cfg, path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Build and pretrain the tiny SmolVLM-architecture VLM.")
+    p.add_argument("--out", type=Path, help=f"output directory (default: {tiny_dir()})")
+    p.add_argument("--epochs", type=float, default=PretrainSettings.epochs)
+    p.add_argument("--seed", type=int, default=PretrainSettings.seed)
+    a = p.parse_args(argv)
+    out = build(out=a.out, settings=PretrainSettings(epochs=a.epochs, seed=a.seed))
+    info = json.loads((out / BUILD_INFO).read_text())
+    scores = info["held_out_descriptions"]
+    print(f"built {out} in {info['build_seconds']} s: {info['parameters']:,} parameters; held-out descriptions: "
+          f"exact {scores['exact']:.3f}, sentence recall {scores['sentence_recall']:.3f}, "
+          f"precision {scores['sentence_precision']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Model loading, prompts, label masking, QLoRA wrapping, SFT artifacts, on a micro Idefics3 built here."""
+import json
+
+import bitsandbytes as bnb
+import numpy as np
+import pytest
+import torch
+from transformers import Idefics3ForConditionalGeneration, Idefics3Processor
+
+from drivekit import prompts, sft, synthetic, zoo
+from drivekit.formats import target_text
+from drivekit.models import LORA_TARGETS, LoraSettings, load_vlm
+from drivekit.taxonomy import N_ACTIONS, N_REASONS
+
+MICRO = zoo.TinySpec(vision_hidden=64, vision_layers=1, vision_heads=2, text_hidden=64, text_layers=1,
+                     text_heads=2, text_kv_heads=1)
+PREDICTION_KEYS = ["file_name", "text", "actions_pred", "reasons_pred", "actions_true", "reasons_true", "ok", "problems"]
+
+
+def _scenes(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return [synthetic.sample_scene(rng) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A micro model and processor saved with save_pretrained, as a downloaded model would be."""
+    model, processor = zoo.untrained(zoo.corpus([synthetic.describe(s) for s in _scenes()]), MICRO)
+    path = tmp_path_factory.mktemp("micro-idefics3")
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path, model
+
+
+def _items(n, n_frames=2, seed=0):
+    """Dataset-like items: frames of synthetic scenes and one-hot labels."""
+    items = []
+    for i, scene in enumerate(_scenes(n, seed)):
+        actions, reasons = synthetic.derive_labels(scene)
+        items.append(dict(name=f"clip{i}.jpg", images=synthetic.render_clip(scene, n_frames, (96, 96), seed=i),
+                          actions=torch.tensor(actions), reasons=torch.tensor(reasons)))
+    return items
+
+
+def test_loader_reads_a_saved_idefics3_through_from_pretrained(saved):
+    path, original = saved
+    model, processor = load_vlm(path, device="cpu")
+    assert isinstance(model, Idefics3ForConditionalGeneration) and isinstance(processor, Idefics3Processor)
+    assert not model.training
+    inputs = prompts.encode(processor, [item["images"] for item in _items(2)])
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs).logits, original.eval()(**inputs).logits)
+    assert model.generation_config.eos_token_id == prompts.end_of_utterance_id(processor)
+
+
+def test_prompt_is_the_chat_template_with_images_only(saved):
+    _, processor = load_vlm(saved[0], device="cpu")
+    assert prompts.prompt(processor, 3) == "<|im_start|>User:<image><image><image><end_of_utterance>\nAssistant:"
+    assert prompts.prompt(processor, 1, "Drive.") == "<|im_start|>User:<image>Drive.<end_of_utterance>\nAssistant:"
+
+
+def test_collator_masks_padding_image_and_prompt_tokens(saved):
+    _, processor = load_vlm(saved[0], device="cpu")
+    tokenizer = processor.tokenizer
+    items = _items(2, n_frames=1) + _items(1, n_frames=3, seed=1)  # prompts of different lengths
+    batch = sft.Collator(processor)(items)
+    for row, item in enumerate(items):
+        prompt_ids = processor(text=prompts.prompt(processor, len(item["images"])), images=[item["images"]])["input_ids"][0]
+        target = target_text(item["actions"].numpy(), item["reasons"].numpy())
+        answer = tokenizer(f" {target}{prompts.END_OF_UTTERANCE}", add_special_tokens=False)["input_ids"]
+        p, n = len(prompt_ids), len(prompt_ids) + len(answer)
+        ids, labels, mask = batch["input_ids"][row], batch["labels"][row], batch["attention_mask"][row]
+        assert ids[:p].tolist() == list(prompt_ids) and ids[p:n].tolist() == answer
+        assert (labels[:p] == -100).all() and labels[p:n].tolist() == answer and (labels[n:] == -100).all()
+        assert (ids[n:] == tokenizer.pad_token_id).all() and mask.tolist() == [1] * n + [0] * (len(ids) - n)
+        assert answer[-1] == prompts.end_of_utterance_id(processor)
+    assert not (batch["labels"] == processor.image_token_id).any()
+    assert (batch["input_ids"] == processor.image_token_id).sum() == 5 * MICRO.image_seq_len
+    assert batch["pixel_values"].shape[:2] == (3, 3)
+
+
+def test_qlora_trains_only_lora_on_4bit_linears(saved):
+    model, processor = load_vlm(saved[0], quantize_4bit=True, lora=LoraSettings(r=4), gradient_checkpointing=True,
+                                device="cpu")
+    model.train()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
+    targeted = [m for n, m in model.named_modules() if n.split(".")[-1] in LORA_TARGETS]
+    assert {"q_proj", "o_proj", "gate_proj", "down_proj"} <= {n.split(".")[-1] for n, _ in model.named_modules()}
+    assert targeted and all(isinstance(m.base_layer, bnb.nn.Linear4bit) for m in targeted)
+    assert all(m.base_layer.weight.quant_state.quant_type == "nf4" for m in targeted)
+    batch = sft.Collator(processor)(_items(2))
+    model(**batch).loss.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if n in trainable)
+
+
+def test_sft_writes_checkpoints_best_and_predictions(saved, tmp_path):
+    model, processor = load_vlm(saved[0], quantize_4bit=True, lora=LoraSettings(r=4), device="cpu")
+    settings = sft.SFTSettings(epochs=1, batch_size=2, grad_accum=2, lr=1e-3, lora=LoraSettings(r=4),
+                               gradient_checkpointing=False, eval_every=1, eval_batch_size=2, max_new_tokens=4)
+    log = sft.train(model, processor, _items(8), _items(2, seed=1), settings, tmp_path, progress=False)
+    assert log["step"].tolist() == [1, 2] and log["val_loss"].notna().all()
+    assert (tmp_path / "checkpoint-1").is_dir() and (tmp_path / "checkpoint-2").is_dir()
+    assert (tmp_path / "best" / "adapter_model.safetensors").is_file()
+    assert list(json.loads((tmp_path / "best" / "adapter_config.json").read_text())["target_modules"])
+    rows = sft.predict(model, processor, _items(3, seed=2), settings, progress=False)
+    path = sft.write_predictions(rows, tmp_path / "predictions.jsonl")
+    read = sft.read_predictions(path)
+    assert len(read) == 3 and all(list(row) == PREDICTION_KEYS for row in read)
+    for row in read:
+        assert isinstance(row["text"], str) and isinstance(row["ok"], bool) and isinstance(row["problems"], list)
+        assert len(row["actions_pred"]) == len(row["actions_true"]) == N_ACTIONS
+        assert len(row["reasons_pred"]) == len(row["reasons_true"]) == N_REASONS
+        assert row["ok"] == (not row["problems"])
+    assert sft.score(read)["n_samples"] == 3
+
+
+def test_prediction_row_parses_and_reports():
+    good = sft.prediction_row("a.jpg", "Action: Stop/Slow down; Reason: Obstacle: car", [0, 1, 0, 0], np.eye(21)[3])
+    assert good["ok"] and good["actions_pred"] == [0, 1, 0, 0] and good["reasons_pred"] == np.eye(21, dtype=int)[3].tolist()
+    bad = sft.prediction_row("b.jpg", "::::", [0, 1, 0, 0], np.eye(21)[3])
+    assert not bad["ok"] and bad["problems"] and sum(bad["actions_pred"]) == 0
+
+
+def test_tokenizer_has_idefics3_tokens_and_reads_every_label_phrase():
+    _, processor = zoo.untrained(zoo.corpus([synthetic.describe(s) for s in _scenes()]), MICRO)
+    tokenizer = processor.tokenizer
+    for token in ("<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>", "<row_6_col_6>"):
+        assert tokenizer.convert_tokens_to_ids(token) != tokenizer.unk_token_id
+    for text in zoo.language_texts():
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(ids) == text and tokenizer.unk_token_id not in ids
+
+
+def test_untrained_model_is_deterministic():
+    texts = zoo.corpus([synthetic.describe(s) for s in _scenes()])
+    (a, pa), (b, pb) = zoo.untrained(texts, MICRO, seed=3), zoo.untrained(texts, MICRO, seed=3)
+    assert pa.tokenizer.get_vocab() == pb.tokenizer.get_vocab()
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+
+
+def test_shuffled_description_keeps_its_sentences():
+    description = synthetic.describe(_scenes(1)[0])
+    rng = np.random.default_rng(0)
+    orders = {zoo.shuffled(description, rng) for _ in range(10)}
+    assert len(orders) > 1
+    for text in orders:
+        assert len(text) == len(description) and zoo._sentences(text) == zoo._sentences(description)
+
+
+@pytest.mark.skipif(not (zoo.tiny_dir() / "model.safetensors").is_file(), reason="tiny model not built")
+def test_shipped_tiny_model_loads_and_describes():
+    model, processor = load_vlm(zoo.tiny_dir(), device="cpu")
+    vision = model.config.vision_config
+    assert processor.image_seq_len == (vision.image_size // vision.patch_size) ** 2 // model.config.scale_factor**2
+    assert processor.image_processor.do_image_splitting is False
+    scene = _scenes(1)[0]
+    text = prompts.generate(model, processor, [synthetic.render_clip(scene, 4, (96, 96))], max_new_tokens=96)[0]
+    assert len(zoo._sentences(text) & zoo._sentences(synthetic.describe(scene))) >= 2

@@ -1,0 +1,242 @@
+"""R1 and the CLIP loader/trainer on a very small randomly initialised open_clip model (offline, fast)."""
+import math
+import os
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+from open_clip import factory
+from PIL import Image
+
+from drivekit import clip, clip_eval
+from drivekit.bddoia import Sample, load_image
+from drivekit.rewards import ClipReward, completion_text, r1, video_embedding
+
+ARCH = "drivekit-test-clip"
+factory._MODEL_CONFIGS[ARCH] = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "patch_size": 16, "width": 32, "layers": 1, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 1, "layers": 1},
+}
+TEXTS = ["Action: Move forward; Reason: Road is clear", "Action: Stop/Slow down; Reason: Traffic light",
+         "a car ahead", "Action: Turn left; Reason: On the left-turn lane"]
+
+
+@pytest.fixture(scope="module")
+def small_clip():
+    return clip.new_clip(ARCH, seed=0)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """Three clips of 3 frames (clip0..2) and one single-image clip (single.jpg)."""
+    root = tmp_path_factory.mktemp("clips")
+    (root / "data").mkdir()
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        for f in range(3):
+            pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "data" / f"clip{c}_f{f}.jpg")
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / "data" / "single.jpg")
+    return root
+
+
+@pytest.fixture
+def reward(small_clip, root):
+    return ClipReward(*small_clip, root)
+
+
+NAMES = ["clip0.jpg", "clip1.jpg", "clip2.jpg", "single.jpg"]
+
+
+def test_encode_text_without_padding_equals_open_clip(small_clip):
+    model, _, tokenizer = small_clip
+    tokens = tokenizer(["", "a car", "stop " * 200, *TEXTS])
+    with torch.no_grad():
+        assert torch.allclose(clip.encode_text(model, tokens, batch_size=3), model.encode_text(tokens), atol=1e-5)
+
+
+def test_r1_on_tensors_is_a_cosine_in_range():
+    frames, texts = torch.randn(5, 4, 8) * 100, torch.randn(5, 8)
+    values = r1(frames, texts)
+    assert values.shape == (5,) and values.abs().max() <= 1 + 1e-6
+    same = torch.randn(3, 8)
+    assert torch.allclose(r1(same[:, None].expand(3, 4, 8), same), torch.ones(3))  # identical frames: cosine 1
+    matrix = r1(frames[:, None], texts[None])  # clips x texts by broadcasting
+    assert matrix.shape == (5, 5) and torch.allclose(matrix.diagonal(), values)
+
+
+def test_mean_pooling_equals_manual_computation(small_clip, root, reward):
+    model, preprocess, tokenizer = small_clip
+    frames = [root / "data" / f"clip1_f{f}.jpg" for f in range(3)]
+    with torch.no_grad():
+        images = model.encode_image(torch.stack([preprocess(load_image(p)) for p in frames]))
+        text = model.encode_text(tokenizer([TEXTS[2]]))[0]
+    manual = sum(e / e.norm() for e in images) / 3 @ (text / text.norm())
+    assert reward([TEXTS[2]], file_name=["clip1.jpg"])[0] == pytest.approx(manual.item(), abs=1e-5)
+    assert torch.allclose(video_embedding(images), reward.video_embeddings(["clip1.jpg"])[0], atol=1e-5)
+    last_two = sum(e / e.norm() for e in images[1:]) / 2 @ (text / text.norm())  # n_frames keeps the last M
+    assert reward.scores(["clip1.jpg"], [TEXTS[2]], n_frames=2)[0].item() == pytest.approx(last_two.item(), abs=1e-5)
+
+
+def test_scores_are_in_range(reward):
+    values = reward.matrix(NAMES, TEXTS)
+    assert values.shape == (4, 4) and values.abs().max() <= 1 + 1e-6
+
+
+def count_image_calls(model, monkeypatch) -> list:
+    calls = []
+    original = model.encode_image
+    monkeypatch.setattr(model, "encode_image", lambda x, **kw: calls.append(len(x)) or original(x, **kw))
+    return calls
+
+
+def test_cache_hit_returns_identical_values(small_clip, root, tmp_path, monkeypatch):
+    model = small_clip[0]
+    calls = count_image_calls(model, monkeypatch)
+    first = ClipReward(*small_clip, root, cache_dir=tmp_path)
+    before = first(TEXTS[:3], file_name=NAMES[:3])
+    assert sum(calls) == 9  # 3 clips x 3 frames, once
+    assert first(TEXTS[:3], file_name=NAMES[:3]) == before  # memory hit
+    again = ClipReward(*small_clip, root, cache_dir=tmp_path)
+    assert again(TEXTS[:3], file_name=NAMES[:3]) == before  # disk hit
+    assert sum(calls) == 9
+    assert len(list((tmp_path / "clip_embeddings").glob("*/*.pt"))) == 3
+
+
+def test_disk_cache_is_keyed_by_frames_and_model(small_clip, root, tmp_path, monkeypatch):
+    ClipReward(*small_clip, root, cache_dir=tmp_path)(TEXTS[:1], file_name=NAMES[:1])
+    frame = root / "data" / "clip0_f0.jpg"
+    stat = frame.stat()
+    os.utime(frame, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a changed frame file
+    calls = count_image_calls(small_clip[0], monkeypatch)
+    ClipReward(*small_clip, root, cache_dir=tmp_path)(TEXTS[:1], file_name=NAMES[:1])
+    assert sum(calls) == 3
+    other = ClipReward(*clip.new_clip(ARCH, seed=1), root, cache_dir=tmp_path)
+    assert other.cache_dir != ClipReward(*small_clip, root, cache_dir=tmp_path).cache_dir
+
+
+def test_a_batch_equals_the_items_scored_singly(reward):
+    names = NAMES + NAMES[:2]
+    texts = TEXTS + TEXTS[:1] + ["a car ahead"]
+    batch = reward(texts, file_name=names)
+    single = [reward([t], file_name=[n])[0] for n, t in zip(names, texts)]
+    assert batch == pytest.approx(single, abs=1e-5)
+    assert isinstance(batch, list) and all(isinstance(v, float) for v in batch)
+
+
+def test_empty_whitespace_long_and_garbage_texts_score(reward):
+    long = "stop " * 500  # far beyond the 77-token context
+    garbage = ["", "   \n\t ", long, None, 42, b"Action: Stop", [{"role": "assistant", "content": "Action: Stop"}],
+               "<end_of_utterance>" * 300, "x" * 100_000]
+    values = reward(garbage, file_name=["clip0.jpg"] * len(garbage))
+    assert len(values) == len(garbage) and all(math.isfinite(v) and -1 <= v <= 1 for v in values)
+    assert values[0] == values[1] == values[3] == values[4]  # all read as the empty text
+    assert values[5] == values[6] == pytest.approx(reward(["Action: Stop"], file_name=["clip0.jpg"])[0], abs=1e-6)
+    assert values[2] == pytest.approx(reward(["stop " * 75], file_name=["clip0.jpg"])[0], abs=1e-6)  # truncated
+    assert reward([], file_name=[]) == []
+
+
+def test_completion_text_never_raises():
+    assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "hi"}]}]) == "hi"
+    assert completion_text(object()) == "" and completion_text({"content": None}) == ""
+
+
+def test_reward_needs_the_clip_column(reward):
+    with pytest.raises(ValueError, match="file_name"):
+        reward(TEXTS[:1])
+    with pytest.raises(ValueError, match="texts for"):
+        reward(TEXTS[:2], file_name=NAMES[:1])
+    assert reward(TEXTS[:1], name=NAMES[:1]) == reward(TEXTS[:1], file_name=NAMES[:1])
+    assert reward.__name__ == "r1_clip"
+
+
+def test_paper_loader_works_offline_from_a_local_checkpoint_file(small_clip, tmp_path):
+    model = small_clip[0]
+    path = tmp_path / "checkpoint.pt"
+    torch.save(model.state_dict(), path)
+    loaded, preprocess, tokenizer = clip.load_clip(path, arch=ARCH)
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert not loaded.training and preprocess.transforms[0].size == 32
+    assert tokenizer(["hello"]).shape == (1, 77)
+
+
+def test_pretrained_tags_go_to_open_clip(monkeypatch, small_clip):
+    seen = []
+
+    def fake(arch, pretrained=None):
+        seen.append((arch, pretrained))
+        return small_clip[0], None, small_clip[1]
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", fake)
+    clip.load_clip("ViT-B-32/openai")
+    assert seen == [("ViT-B-32", "openai")]
+    with pytest.raises(ValueError, match="not 'tiny'"):
+        clip.load_clip("no-such-model")
+
+
+def test_saved_folder_round_trip(small_clip, tmp_path):
+    model = small_clip[0]
+    folder = clip.save_clip(model, tmp_path / "m", factory._MODEL_CONFIGS[ARCH], info=dict(note="test"))
+    loaded, _, _ = clip.load_clip(folder)
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a.half().float(), b), k  # weights are stored as float16
+    assert (folder / clip.BUILD_FILE).is_file()
+
+
+def test_contrastive_loss_treats_shared_captions_as_positives():
+    video = F.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), dim=-1)
+    texts = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    owner = torch.tensor([0, 0, 1])  # clips 0 and 1 share caption 0
+    loss = clip.contrastive_loss(video, texts, owner, torch.tensor(100.0))
+    # clip -> text is ~0; text -> clip of caption 0 is spread over its two equal clips: log 2 for
+    # that text (the least possible), 0 for the other; averaged over texts, then over directions
+    assert loss.item() == pytest.approx(math.log(2) / 4, abs=1e-3)
+
+
+def test_contrastive_loss_leaves_out_pairs_and_skips_unowned_texts():
+    torch.manual_seed(0)
+    video, texts = F.normalize(torch.randn(3, 4), dim=-1), torch.randn(4, 4)
+    owner, scale = torch.tensor([0, 1, 1]), torch.tensor(10.0)  # texts 2 and 3 are nobody's: negatives only
+    allowed = torch.ones(3, 4, dtype=torch.bool)
+    allowed[:, 3] = False  # text 3 left out for every clip
+    moved = texts.clone()
+    moved[3] = torch.randn(4)
+    loss = clip.contrastive_loss(video, texts, owner, scale, allowed)
+    assert math.isfinite(loss.item())
+    assert loss.item() == pytest.approx(clip.contrastive_loss(video, moved, owner, scale, allowed).item())
+    assert loss.item() == pytest.approx(clip.contrastive_loss(video, texts[:3], owner, scale).item())
+
+
+def test_train_clip_is_deterministic(root):
+    clips = [[root / "data" / f"clip{c}_f{f}.jpg" for f in range(3)] for c in range(3)]
+    captions = [("a red scene", TEXTS[0]), ("a blue scene", TEXTS[1]), ("a red scene", TEXTS[0])]
+    runs = []
+    for _ in range(2):
+        model, preprocess, tokenizer = clip.new_clip(ARCH, seed=0)
+        losses = clip.train_clip(model, preprocess, tokenizer, clips, captions, candidates=TEXTS, epochs=3,
+                                 batch_size=2, lr=1e-3, frames_per_step=2, seed=0, progress=False)
+        runs.append((losses, model.state_dict()))
+    assert len(runs[0][0]) == 6 and runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1].values(), runs[1][1].values()))
+    assert not model.training
+
+
+def test_pair_candidates_and_accuracies():
+    everything, consistent = clip_eval.pair_candidates(), clip_eval.pair_candidates(consistent_only=True)
+    assert len(everything) == 84 and len(consistent) == 21
+    assert len({c.text for c in everything}) == 84
+    assert everything[0].text == "Action: Move forward; Reason: Follow traffic"
+    one_hot = lambda i, n: tuple(int(j == i) for j in range(n))
+    samples = [Sample("a", "test", one_hot(0, 4), one_hot(1, 21)), Sample("b", "test", one_hot(1, 4), one_hot(3, 21))]
+    truth = clip_eval.true_candidate(samples, everything)
+    assert [everything[i].text for i in truth] == [
+        "Action: Move forward; Reason: Road is clear", "Action: Stop/Slow down; Reason: Obstacle: car"]
+    matrix = torch.zeros(2, 84)
+    matrix[0, truth[0]] = 1  # right pair
+    matrix[1, truth[0]] = 1  # wrong action and reason
+    assert clip_eval.top1_accuracy(matrix, samples, everything) == dict(action=0.5, reason=0.5, pair=0.5)
+    assert clip_eval.retrieval_accuracy(matrix, truth) == dict(clip_to_text=0.5, text_to_clip=0.5)

@@ -63,7 +63,8 @@ def json_target(actions, reasons, scene: str) -> str:
     return decision.model_dump_json()
 
 
-def _load_object(text) -> tuple[dict | None, str | None]:
+def load_object(text) -> tuple[dict | None, str | None]:
+    """The JSON object of a whole text (strict), else None and what is wrong."""
     if not isinstance(text, str):
         return None, f"expected text, got {type(text).__name__}"
     try:
@@ -80,7 +81,7 @@ def _load_object(text) -> tuple[dict | None, str | None]:
 def parse_json(text) -> Parsed:
     """Label vectors from a JSON output; never raises. Unknown phrases are reported and skipped."""
     actions, reasons = np.zeros(N_ACTIONS, dtype=int), np.zeros(N_REASONS, dtype=int)
-    obj, problem = _load_object(text)
+    obj, problem = load_object(text)
     if obj is None:
         return Parsed(actions, reasons, False, [problem])
     problems = [f"{e['loc'][0] if e['loc'] else 'object'}: {e['msg']}" for e in _errors(obj)]
@@ -128,7 +129,7 @@ def structure_score(text) -> StructureScore:
     Each level after ``json`` is 0 when the text is not a JSON object.
     """
     score = StructureScore()
-    obj, _ = _load_object(text)
+    obj, _ = load_object(text)
     if obj is None:
         return score
     score.json = 1.0

@@ -1,0 +1,52 @@
+import json
+
+import numpy as np
+import pytest
+
+from drivekit import json_stage as S
+from drivekit.json_output import json_target
+from drivekit.taxonomy import N_ACTIONS, N_REASONS
+
+ACTIONS, REASONS = np.eye(N_ACTIONS, dtype=int)[1], np.eye(N_REASONS, dtype=int)[3]
+GOOD = json_target(ACTIONS, REASONS, "The car ahead is stopped close to us.")
+BATCH = dict(file_name=["a.jpg"], actions=[ACTIONS], reasons=[REASONS])
+
+
+class Recorder:
+    """A reward that records what it was asked and scores each text by its length."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, completions, **batch):
+        self.seen.append((list(completions), batch))
+        return [float(len(c)) for c in completions]
+
+
+def test_views_feed_the_right_text():
+    r1, r2 = Recorder(), Recorder()
+    reward = S.json_reward(r1, alpha=1, beta=1, gamma=1, r2=r2)
+    result = reward.evaluate([GOOD, "not json"], file_name=["a.jpg", "b.jpg"],
+                             actions=[ACTIONS, ACTIONS], reasons=[REASONS, REASONS])
+    assert r1.seen[0][0] == ["The car ahead is stopped close to us. Stop/Slow down because of obstacle: car."]
+    assert r1.seen[0][1]["file_name"] == ["a.jpg"]  # only the valid JSON reaches the inner rewards
+    assert r2.seen[0][0] == ["Action: Stop/Slow down; Reason: Obstacle: car"]
+    assert result.components["r3"].tolist() == [1.0, 0.0]
+    assert result.components["r1"][1] == 0 and result.components["r2"][1] == 0
+
+
+def test_label_f1_r2_and_weights():
+    reward = S.json_reward(None, beta=2, gamma=0.5)
+    wrong = json.loads(GOOD)
+    wrong["actions"] = ["Move forward"]
+    result = reward.evaluate([GOOD, json.dumps(wrong)], **{k: v * 2 for k, v in BATCH.items()})
+    assert result.components["r2"][0] == pytest.approx(1.0)
+    assert result.components["r2"][1] == pytest.approx(0.5)  # reasons right, action wrong
+    assert result.total[0] == pytest.approx(2 * 1.0 + 0.5 * 1.0)
+    assert "r1" not in result.components
+
+
+def test_json_targets_use_scene_text_or_labels():
+    item = dict(name="x.jpg", actions=ACTIONS, reasons=REASONS)
+    assert json.loads(S.json_target_for(item, {"x.jpg": "Scene."}))["scene"] == "Scene."
+    assert json.loads(S.json_target_for(item, {}))["scene"] == "The scene shows: obstacle: car."

@@ -106,8 +106,18 @@ class ClipReward:
         file = self.cache_dir / f"{Path(name).stem}.pt"
         if not file.is_file():
             return None
-        saved = torch.load(file, weights_only=True)
-        return saved["embeddings"] if saved["stamp"] == self._stamp(paths) else None
+        try:
+            saved = torch.load(file, weights_only=True)
+            return saved["embeddings"] if saved["stamp"] == self._stamp(paths) else None
+        except Exception:  # an unreadable cache entry is a miss: it is recomputed and rewritten
+            return None
+
+    def _to_disk(self, name: str, paths: list[Path], embeddings: torch.Tensor) -> None:
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        file = self.cache_dir / f"{Path(name).stem}.pt"
+        partial = file.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(dict(stamp=self._stamp(paths), embeddings=embeddings), partial)
+        os.replace(partial, file)  # atomic: readers never see half a file
 
     @torch.inference_mode()
     def _encode_images(self, names: list[str]) -> None:
@@ -129,9 +139,7 @@ class ClipReward:
         for name, e in zip(missing, torch.cat(embeddings).split([len(paths[n]) for n in missing])):
             self._frames[name] = F.normalize(e, dim=-1)
             if self.cache_dir:
-                self.cache_dir.mkdir(parents=True, exist_ok=True)
-                torch.save(dict(stamp=self._stamp(paths[name]), embeddings=self._frames[name]),
-                           self.cache_dir / f"{Path(name).stem}.pt")
+                self._to_disk(name, paths[name], self._frames[name])
 
     def frame_embeddings(self, names: Sequence[str]) -> list[torch.Tensor]:
         """The normalised embeddings ``(M, D)`` of each clip's frames, computed once (cached)."""

@@ -104,6 +104,10 @@ def test_cache_hit_returns_identical_values(small_clip, root, tmp_path, monkeypa
     assert again(TEXTS[:3], file_name=NAMES[:3]) == before  # disk hit
     assert sum(calls) == 9
     assert len(list((tmp_path / "clip_embeddings").glob("*/*.pt"))) == 3
+    (again.cache_dir / "clip0.pt").write_bytes(b"not a torch file")  # a damaged entry is a miss
+    after = ClipReward(*small_clip, root, cache_dir=tmp_path)(TEXTS[:3], file_name=NAMES[:3])
+    assert after == pytest.approx(before, abs=1e-6)  # clip0 recomputed (alone: float rounding may differ)
+    assert sum(calls) == 12 and not list(again.cache_dir.glob("*.tmp"))
 
 
 def test_disk_cache_is_keyed_by_frames_and_model(small_clip, root, tmp_path, monkeypatch):

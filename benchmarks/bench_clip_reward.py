@@ -1,0 +1,80 @@
+"""Benchmark: R1 with the tiny driving-domain CLIP on the toy test split (issue 4's targets).
+
+    python benchmarks/bench_clip_reward.py [--clip tiny] [--repeats 3]
+
+1. Quality. For each toy-test clip the highest-R1 text among all 4 x 21 `Action: <a>; Reason: <r>`
+   pair texts (`clip_eval.pair_candidates`) is the prediction: share with the true action
+   (target >= 0.70) and the true reason (target >= 0.50); beside it a randomly initialised CLIP of
+   the same architecture (chance baseline).
+2. Cache. Each toy-test clip is scored with one completion (a pair text drawn at random, seeded):
+   the first call computes the image embeddings, re-scoring the same clips uses the in-memory
+   cache (target >= 10x faster), and a fresh reward object reads the disk cache.
+"""
+import argparse
+import os
+import random
+import tempfile
+import time
+
+import torch
+
+from drivekit import clip, clip_eval, config, synthetic
+from drivekit.rewards import ClipReward
+
+p = argparse.ArgumentParser()
+p.add_argument("--clip", default=None, help="a load_clip name (default: the profile's, tiny)")
+p.add_argument("--repeats", type=int, default=3)
+a = p.parse_args()
+
+cfg = config.load()
+if cfg.synthetic:
+    synthetic.ensure_dataset(cfg)
+name = a.clip or cfg.clip
+model, preprocess, tokenizer = clip.load_clip(name, cfg=cfg)
+arch = clip.TINY_ARCH if name == "tiny" else name.partition("/")[0]
+test = clip_eval.toy_test_samples(cfg)
+names = [s.name for s in test]
+candidates = clip_eval.pair_candidates()
+texts = [c.text for c in candidates]
+truth = clip_eval.true_candidate(test, candidates)
+
+print(f"cores: {os.cpu_count()}  torch threads: {torch.get_num_threads()}  load average: {os.getloadavg()[0]:.1f}")
+print(f"CLIP {name!r}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
+      f"{len(test)} toy-test clips x {len(texts)} candidate texts")
+print("\n1. top-1 among the pair texts")
+models = {"domain CLIP": (model, preprocess, tokenizer), "random-init CLIP": clip.new_clip(arch, seed=1)}
+for label, triple in models.items():
+    matrix = ClipReward(*triple, cfg.data_root).matrix(names, texts)
+    scores = {**clip_eval.top1_accuracy(matrix, test, candidates), **clip_eval.retrieval_accuracy(matrix, truth)}
+    print(f"  {label:<17}" + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    consistent = [i for i, c in enumerate(candidates) if c in clip_eval.pair_candidates(consistent_only=True)]
+    only21 = clip_eval.top1_accuracy(matrix[:, consistent], test, [candidates[i] for i in consistent])
+    print(f"  {'':<17}(among the 21 pairs whose reason belongs to the action: "
+          f"action {only21['action']:.3f}  reason {only21['reason']:.3f})")
+majority = max(set(truth.tolist()), key=truth.tolist().count)  # always answering the commonest pair
+always = clip_eval.top1_accuracy(torch.eye(len(texts))[[majority] * len(test)], test, candidates)
+print(f"  (uniform random pick: action 0.250  reason {1 / 21:.3f}; always {texts[majority]!r}: "
+      f"action {always['action']:.3f}  reason {always['reason']:.3f})")
+
+print("\n2. scoring every toy-test clip once (one completion each)")
+completions = [random.Random(i).choice(texts) for i in range(len(names))]
+
+
+def timed(reward) -> float:
+    start = time.perf_counter()
+    reward(completions, file_name=names)
+    return time.perf_counter() - start
+
+
+with tempfile.TemporaryDirectory() as cache:
+    cold, warm, disk = [], [], []
+    for _ in range(a.repeats):
+        reward = ClipReward(model, preprocess, tokenizer, cfg.data_root, cache_dir=cache)
+        for f in (reward.cache_dir.glob("*.pt") if reward.cache_dir.is_dir() else ()):
+            f.unlink()
+        cold.append(timed(reward))
+        warm.append(min(timed(reward) for _ in range(a.repeats)))
+        disk.append(timed(ClipReward(model, preprocess, tokenizer, cfg.data_root, cache_dir=cache)))
+print(f"  computing image embeddings: {min(cold):.2f} s   memory cache: {min(warm) * 1e3:.1f} ms "
+      f"(x{min(cold) / min(warm):.0f})   disk cache: {min(disk):.2f} s (x{min(cold) / min(disk):.1f})")
+print(f"  load average after: {os.getloadavg()[0]:.1f}")

@@ -27,8 +27,10 @@ One :meth:`A2CTrainer.step`:
    (the end-of-utterance token is an action too). KL uses the k3 estimator
    exp(Δ) − Δ − 1, Δ = log π_ref − log π, on the sampled tokens; π_ref is the SFT policy: a frozen
    copy of the start adapter (``reference_adapter``) or, with none, the base model with the adapter
-   disabled (right for Stage 1, which starts from the base). Gradients are clipped to
-   ``max_grad_norm``; the optimizer holds only LoRA and value-head parameters.
+   disabled (right for Stage 1, which starts from the base). The gradients of the LoRA parameters
+   and of the value head are clipped to ``max_grad_norm`` separately; the optimizer holds only
+   those parameters. ``critic_detach`` stops the value loss at the head (the body then learns from
+   the policy gradient and KL alone).
 
 **Log-probs and values with gradients.** The update needs log π and V *with* gradients. Two ways,
 ``A2CConfig.single_pass``:
@@ -43,8 +45,12 @@ One :meth:`A2CTrainer.step`:
   layers (the graph of every decoding step), so it suits short completions and small models.
 
 The KL penalty needs π_ref's log-probs: one extra no-grad teacher-forced forward, only when
-``kl_coef > 0``. Log-probs and entropies are those of the tempered distribution softmax(z/T) that
-sampling used; top-k / top-p truncation is ignored in them (as trl does).
+``kl_coef > 0``. Log-probs and entropies are those of the distribution sampling draws from
+(:func:`sampling_logits`: softmax(z/T) cut to the top-k / top-p tokens and renormalised), so the
+policy gradient is on-policy even with a cut; without one it is the plain tempered softmax.
+(trl ignores the cut; then a negative advantage pushes probability into the cut-off tail, which
+sampling never visits to correct: the entropy of the full distribution climbs.) π_ref's log-probs
+are compared with the policy's uncut softmax(z/T), so the KL is exactly 0 at the start.
 
 **Robustness.** A non-finite reward is replaced by 0 and counted (``nonfinite``); an empty
 completion scores 0; a step that raises (a bad batch, a reward that fails) or produces a
@@ -68,14 +74,14 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 VALUE_HEAD_WEIGHTS = "value_head.safetensors"
@@ -284,10 +290,11 @@ class Rollout:
     prompt: dict
     tokens: torch.Tensor
     mask: torch.Tensor
-    logprobs: torch.Tensor  # behaviour log π(a_{t+1}|s_t), tempered (detached unless single-pass)
+    logprobs: torch.Tensor  # behaviour log π(a_{t+1}|s_t) of the sampling distribution (detached unless single-pass)
     values: torch.Tensor  # V(s_t) (detached unless single-pass)
     entropy: torch.Tensor  # H(π(·|s_t)) (detached unless single-pass)
     finished: torch.Tensor  # (B,) ended with an end token (else cut at max_new_tokens)
+    logprobs_full: torch.Tensor | None = None  # log π under the uncut softmax(z/T)
     seconds: float = 0.0
 
     @property
@@ -306,32 +313,56 @@ def _prompt_inputs(inputs: Mapping, device) -> dict:
     return {k: inputs[k].to(device) for k in keep if k in inputs and inputs[k] is not None}
 
 
+def sampling_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                    keep: torch.Tensor | None = None) -> torch.Tensor:
+    """The logits of the distribution sampling draws from: ``logits / temperature`` (T <= 0 counts
+    as 1) with ``-inf`` outside the ``top_k`` most likely tokens (0: all) and then outside the top-p
+    nucleus. ``keep`` (token ids, one per row) stays inside whatever the cut (a recomputation may
+    differ from the sampling pass by rounding at the boundary)."""
+    z = logits.float() / (temperature if temperature > 0 else 1.0)
+    outside = torch.zeros_like(z, dtype=torch.bool)
+    if 0 < top_k < z.shape[-1]:
+        outside |= z < z.topk(top_k, dim=-1).values[..., -1:]
+    if top_p < 1.0:
+        probs = torch.softmax(z.masked_fill(outside, float("-inf")), dim=-1)
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        beyond = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest set reaching top_p
+        outside |= torch.zeros_like(outside).scatter(-1, order, beyond)
+    if keep is not None:
+        outside = outside.scatter(-1, keep.unsqueeze(-1), False)
+    return z.masked_fill(outside, float("-inf"))
+
+
 def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float = 1.0,
                   generator: torch.Generator | None = None, top_k: int = 0) -> torch.Tensor:
-    """Sample one token per row from softmax(logits / temperature) restricted to the ``top_k``
-    most likely tokens (0: all) and then to the top-p nucleus; ``temperature <= 0`` is greedy."""
+    """One token per row from :func:`sampling_logits`; ``temperature <= 0`` is greedy."""
     if temperature <= 0:
         return logits.argmax(-1)
-    logits = logits.float()
-    if 0 < top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        outside = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest set reaching top_p
-        sorted_p = sorted_p.masked_fill(outside, 0.0)
-        pick = torch.multinomial(sorted_p.cpu(), 1, generator=generator).to(logits.device)
-        return order.gather(-1, pick).squeeze(-1)
+    probs = torch.softmax(sampling_logits(logits, temperature, top_k, top_p), dim=-1)
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
 
 
-def _token_stats(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """log π(token) and entropy of softmax(logits / T) (T <= 0 counts as 1)."""
-    logp = torch.log_softmax(logits.float() / (temperature if temperature > 0 else 1.0), dim=-1)
+def _token_stats(logits: torch.Tensor, tokens: torch.Tensor, temperature: float, top_k: int = 0,
+                 top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """log π(token) and entropy of the sampling distribution (:func:`sampling_logits`), and
+    log π(token) under the uncut softmax(z/T) (the same unless top-k / top-p cut)."""
+    logp = torch.log_softmax(sampling_logits(logits, temperature, top_k, top_p, keep=tokens), dim=-1)
     token_logp = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp.exp() * logp.clamp(min=-1e30)).sum(-1)  # banned tokens: 0 * -inf -> 0
-    return token_logp, entropy
+    entropy = -(logp.exp() * logp.clamp(min=-1e30)).sum(-1)  # tokens outside: 0 * -inf -> 0
+    if top_k <= 0 and top_p >= 1.0:
+        return token_logp, entropy, token_logp
+    full = torch.log_softmax(logits.float() / (temperature if temperature > 0 else 1.0), dim=-1)
+    return token_logp, entropy, full.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+class TokenScores(NamedTuple):
+    """Per-token ``(B, T)`` scores of completions: log π and entropy of the sampling distribution,
+    V(s_t), and log π under the uncut tempered softmax (for the KL term)."""
+
+    logp: torch.Tensor
+    entropy: torch.Tensor
+    values: torch.Tensor
+    logp_full: torch.Tensor
 
 
 def rollout(model: nn.Module, value_head: ValueHead | None, inputs: Mapping, *, max_new_tokens: int,
@@ -354,7 +385,7 @@ def rollout(model: nn.Module, value_head: ValueHead | None, inputs: Mapping, *, 
     batch = mask.shape[0]
     eos = torch.tensor(sorted(set(eos_ids)), device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
-    tokens, valid, logps, values, entropies = [], [], [], [], []
+    tokens, valid, logps, values, entropies, fulls = [], [], [], [], [], []
     with torch.set_grad_enabled(with_grad):
         positions = _positions(mask)
         out = body(**{**prompt, "attention_mask": mask}, position_ids=positions, use_cache=True)
@@ -366,11 +397,12 @@ def rollout(model: nn.Module, value_head: ValueHead | None, inputs: Mapping, *, 
             with torch.no_grad():
                 token = sample_tokens(logits, temperature, top_p, generator, top_k)
             token = torch.where(done, torch.full_like(token, pad_id), token)
-            logp, entropy = _token_stats(logits, token, temperature)
+            logp, entropy, full = _token_stats(logits, token, temperature, top_k, top_p)
             value = value_head(h) if value_head is not None else torch.zeros_like(logp)
             tokens.append(token)
             valid.append(~done)
             logps.append(logp)
+            fulls.append(full)
             entropies.append(entropy)
             values.append(value)
             done = done | torch.isin(token, eos)
@@ -385,13 +417,15 @@ def rollout(model: nn.Module, value_head: ValueHead | None, inputs: Mapping, *, 
     stack = (lambda xs: torch.stack(xs, 1)) if with_grad else (lambda xs: torch.stack(xs, 1).detach())
     return Rollout(prompt=prompt, tokens=torch.stack(tokens, 1), mask=torch.stack(valid, 1),
                    logprobs=stack(logps), values=stack(values), entropy=stack(entropies), finished=done,
+                   logprobs_full=stack(fulls),
                    seconds=time.perf_counter() - start)
 
 
 def score_tokens(model: nn.Module, value_head: ValueHead | None, prompt: Mapping, tokens: torch.Tensor,
-                 mask: torch.Tensor, temperature: float = 1.0,
-                 critic_detach: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Teacher-forced log π(a_{t+1}|s_t), H(π(·|s_t)) and V(s_t) of given completions, ``(B, T)`` each.
+                 mask: torch.Tensor, temperature: float = 1.0, critic_detach: bool = False, top_k: int = 0,
+                 top_p: float = 1.0) -> TokenScores:
+    """Teacher-forced log π(a_{t+1}|s_t), H(π(·|s_t)) and V(s_t) of given completions, ``(B, T)`` each
+    (:class:`TokenScores`).
 
     One forward over prompt + completion (the prompt left-padded, the completion right-padded);
     gradients flow unless the caller disables them. The LM head and value head only see the T
@@ -405,9 +439,9 @@ def score_tokens(model: nn.Module, value_head: ValueHead | None, prompt: Mapping
     out = body(input_ids=ids, attention_mask=attention, position_ids=_positions(attention), use_cache=False, **extra)
     p = prompt["input_ids"].shape[1]
     h = out.last_hidden_state[:, p - 1: p - 1 + tokens.shape[1]]
-    logp, entropy = _token_stats(_ban(head(h).float(), banned_token_ids(model)), tokens, temperature)
+    logp, entropy, full = _token_stats(_ban(head(h).float(), banned_token_ids(model)), tokens, temperature, top_k, top_p)
     values = value_head(h.detach() if critic_detach else h) if value_head is not None else torch.zeros_like(logp)
-    return logp, entropy, values
+    return TokenScores(logp, entropy, values, full)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -595,13 +629,14 @@ class A2CTrainer:
             row.update(info)
             mask = roll.mask.float()
             if cfg.single_pass:
-                logp, entropy, values = roll.logprobs, roll.entropy, roll.values
+                logp, entropy, values, logp_full = roll.logprobs, roll.entropy, roll.values, roll.logprobs_full
                 if cfg.critic_detach:
                     raise ValueError("critic_detach needs single_pass=False")
             else:
                 self.model.train()
-                logp, entropy, values = score_tokens(self.model, self.value_head, roll.prompt, roll.tokens, roll.mask,
-                                                     cfg.temperature, cfg.critic_detach)
+                logp, entropy, values, logp_full = score_tokens(
+                    self.model, self.value_head, roll.prompt, roll.tokens, roll.mask, cfg.temperature,
+                    cfg.critic_detach, cfg.top_k, cfg.top_p)
             returns = discounted_returns(rewards, mask, cfg.gamma)
             adv = advantages(returns, values, mask, cfg.normalize_advantages)
             policy_loss = -masked_mean(adv * logp, mask)
@@ -611,10 +646,11 @@ class A2CTrainer:
             kl = torch.zeros((), device=self.device)
             if cfg.kl_coef > 0:
                 with torch.no_grad(), reference_policy(self.model, self.reference_adapter):
-                    ref_logp, _, _ = score_tokens(self.model, None, roll.prompt, roll.tokens, roll.mask, cfg.temperature)
-                delta = ref_logp - logp
+                    ref_logp = score_tokens(self.model, None, roll.prompt, roll.tokens, roll.mask, cfg.temperature).logp
+                delta = ref_logp - logp_full  # both uncut: KL(π ‖ π_ref) is 0 at the start
                 kl = masked_mean(delta.exp() - delta - 1, mask)
                 loss = loss + cfg.kl_coef * kl
+            row["logp_gap"] = masked_mean((logp.detach() - roll.logprobs).abs(), mask).item()  # 0 when on-policy
             row.update(policy_loss=policy_loss.item(), value_loss=value_loss.item(), entropy=entropy_mean.item(),
                        kl=kl.item(), loss=loss.item(), value=masked_mean(values.detach(), mask).item(),
                        ret=masked_mean(returns, mask).item(), length=float(roll.lengths.float().mean()),
@@ -623,12 +659,13 @@ class A2CTrainer:
                 raise FloatingPointError(f"non-finite loss {row['loss']}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            params = self.policy_params + list(self.value_head.parameters())
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            if not torch.isfinite(grad_norm):
-                raise FloatingPointError(f"non-finite gradient norm {grad_norm.item()}")
+            # Clipped separately: a large critic gradient must not shrink the policy's step.
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.policy_params, cfg.max_grad_norm)
+            value_grad_norm = torch.nn.utils.clip_grad_norm_(list(self.value_head.parameters()), cfg.max_grad_norm)
+            if not (torch.isfinite(grad_norm) and torch.isfinite(value_grad_norm)):
+                raise FloatingPointError(f"non-finite gradient norm {grad_norm.item()} / {value_grad_norm.item()}")
             self.optimizer.step()
-            row.update(grad_norm=float(grad_norm), skipped=False, error="")
+            row.update(grad_norm=float(grad_norm), value_grad_norm=float(value_grad_norm), skipped=False, error="")
             self.failures = 0
         except Exception as err:  # a bad batch must not kill the loop
             self.optimizer.zero_grad(set_to_none=True)

@@ -142,19 +142,24 @@ def test_value_head_shapes_and_saving(tmp_path):
     assert torch.allclose(again(h), head(h))
 
 
-def test_rollout_logprobs_match_a_teacher_forced_forward():
+@pytest.mark.parametrize("top_k, top_p", [(0, 1.0), (5, 0.9)])
+def test_rollout_logprobs_match_a_teacher_forced_forward(top_k, top_p):
     model = tiny_policy()
     head = rl.ValueHead(32, 16)
     torch.nn.init.normal_(head.net[-1].weight)
     roll = rl.rollout(model, head, make_inputs(clips(4)), max_new_tokens=6, eos_ids=[EOS], pad_id=PAD,
-                      temperature=0.8, generator=torch.Generator().manual_seed(0))
+                      temperature=0.8, top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(0))
     assert roll.tokens.shape == roll.mask.shape == roll.logprobs.shape == roll.values.shape == (4, roll.tokens.shape[1])
     assert not (roll.tokens == IMAGE).any()  # the image token is never sampled
-    logp, entropy, values = rl.score_tokens(model, head, roll.prompt, roll.tokens, roll.mask, temperature=0.8)
+    logp, entropy, values, _ = rl.score_tokens(model, head, roll.prompt, roll.tokens, roll.mask, temperature=0.8,
+                                            top_k=top_k, top_p=top_p)
     m = roll.mask
     assert torch.allclose(logp[m], roll.logprobs[m], atol=1e-5)
     assert torch.allclose(entropy[m], roll.entropy[m], atol=1e-4)
     assert torch.allclose(values[m], roll.values[m], atol=1e-5)
+    if top_k:  # log-probs of the cut distribution the tokens were drawn from
+        full = rl.score_tokens(model, head, roll.prompt, roll.tokens, roll.mask, temperature=0.8).logp
+        assert (logp[m] >= full[m] - 1e-6).all() and (entropy[m] <= math.log(top_k) + 1e-5).all()
 
 
 def test_greedy_batched_rollout_matches_generate_and_single_rows():
@@ -223,8 +228,9 @@ def test_single_pass_equals_two_pass():
         assert rows[0][key] == pytest.approx(rows[1][key], rel=1e-4, abs=1e-6), key
 
 
-def test_kl_to_the_base_policy_starts_at_zero():
-    t = trainer(reward=WeightedReward({"low": (1.0, low_tokens)}), kl_coef=0.1)  # LoRA starts as the identity, so π = π_ref at the first step
+@pytest.mark.parametrize("top_k", [0, 5])
+def test_kl_to_the_base_policy_starts_at_zero(top_k):
+    t = trainer(reward=WeightedReward({"low": (1.0, low_tokens)}), kl_coef=0.1, top_k=top_k)  # LoRA starts as the identity, so π = π_ref at the first step
     row = t.step()
     assert not row["skipped"] and row["kl"] == pytest.approx(0.0, abs=1e-6)
     for _ in range(3):

@@ -1,4 +1,5 @@
 """R1 and the CLIP loader/trainer on a very small randomly initialised open_clip model (offline, fast)."""
+import json
 import math
 import os
 
@@ -244,3 +245,20 @@ def test_pair_candidates_and_accuracies():
     matrix[1, truth[0]] = 1  # wrong action and reason
     assert clip_eval.top1_accuracy(matrix, samples, everything) == dict(action=0.5, reason=0.5, pair=0.5)
     assert clip_eval.retrieval_accuracy(matrix, truth) == dict(clip_to_text=0.5, text_to_clip=0.5)
+
+
+def test_build_clip_fine_tunes_a_saved_model(small_clip, root, tmp_path, monkeypatch):
+    """The fine-tuning option (``build-clip --base ...``) end to end, on three clips."""
+    from drivekit import config
+
+    base = clip.save_clip(small_clip[0], tmp_path / "base", factory._MODEL_CONFIGS[ARCH])
+    clips = [[root / "data" / f"clip{c}_f{f}.jpg" for f in range(3)] for c in range(3)]
+    captions = [(TEXTS[0],), (TEXTS[1],), (TEXTS[0],)]
+    monkeypatch.setattr(clip, "training_pairs", lambda cfg: (clips, captions))
+    cfg = config.load("tiny", data_root=root, cache_dir=tmp_path / "cache")
+    out = clip.build_clip(cfg, tmp_path / "tuned", base=str(base), progress=False, epochs=1, batch_size=2)
+    info = json.loads((out / clip.BUILD_FILE).read_text())
+    assert info["base"] == str(base) and info["lr"] == clip.RECIPES["finetune"]["lr"] and info["clips"] == 3
+    tuned = clip.load_clip(out)[0]
+    before = clip.load_clip(base)[0].state_dict().values()
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), before))

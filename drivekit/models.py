@@ -111,3 +111,26 @@ def load_vlm(source: Config | str | Path, *, quantize_4bit: bool | None = None, 
     if not training:
         model.eval()
     return model, processor
+
+
+def keep_4bit_trainable(model: torch.nn.Module) -> int:
+    """Stop bitsandbytes from repacking 4-bit weights for CPU inference (and undo it where done).
+
+    On a CPU with AVX512-BF16, ``bnb.nn.Linear4bit`` converts its weight, the first time it runs
+    in eval mode without gradients, to a packed layout whose matmul has no backward (and adds the
+    bias in place, which autograd rejects). RL alternates no-grad sampling and training on the
+    same modules, so the conversion must not happen. Returns the number of 4-bit layers seen.
+    """
+    seen = 0
+    for module in model.modules():
+        if not hasattr(module, "support_avx512bf16_for_cpu"):
+            continue
+        seen += 1
+        module.support_avx512bf16_for_cpu = False
+        state = getattr(module.weight, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+            module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
+                module.weight.data, state)
+    return seen

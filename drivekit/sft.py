@@ -40,7 +40,9 @@ from . import metrics, prompts
 from .bddoia import BDDOIADataset, read_splits
 from .config import Config, load
 from .formats import parse_text, target_text
-from .models import LoraSettings, load_vlm
+from .json_output import parse_json
+from .json_stage import json_target_for, scene_texts
+from .models import LoraSettings, keep_4bit_trainable, load_vlm
 from .synthetic import ensure_dataset
 from .toy_split import load_or_make_toy_split
 
@@ -63,6 +65,7 @@ class SFTSettings:
     eval_batch_size: int = 32
     max_new_tokens: int = 48
     instruction: str | None = None  # None: images-only prompts (the paper's setting)
+    target: str = "plain"  # plain: "Action: ...; Reason: ..." (Stage 2) | json: the Stage-3 object
     seed: int = 0
 
 
@@ -72,13 +75,19 @@ SETTINGS: dict[str, SFTSettings] = {
     "paper": SFTSettings(epochs=6, batch_size=4, grad_accum=4, lr=1e-4, lora=LoraSettings(r=8, alpha=8, dropout=0.1),
                          gradient_checkpointing=True, eval_every=10, schedule="linear", eval_batch_size=8),
     # CPU-sized: a couple of minutes on 2 cores.
-    "tiny": SFTSettings(epochs=8, batch_size=8, grad_accum=1, lr=2e-3, lora=LoraSettings(r=16, alpha=32, dropout=0.05),
+    "tiny": SFTSettings(epochs=12, batch_size=8, grad_accum=1, lr=2e-3, lora=LoraSettings(r=16, alpha=32, dropout=0.05),
                         gradient_checkpointing=False, eval_every=32),
 }
 
 
+TARGETS = ("plain", "json")
+
+
 def settings_for(cfg: Config, **changes) -> SFTSettings:
-    return replace(SETTINGS[cfg.profile], **changes)
+    settings = replace(SETTINGS[cfg.profile], **changes)
+    if settings.target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, not {settings.target!r}")
+    return settings
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,14 +116,23 @@ def toy_data(cfg: Config, val_size: int = 64) -> ToyData:
                      (split.subset(samples, "train"), val, split.subset(samples, "test"))))
 
 
+def target_for(item: dict, target: str = "plain", scenes: dict[str, str] | None = None) -> str:
+    """The training target of a dataset item: the plain Stage-2 text, or the Stage-3 JSON object
+    (its ``scene`` from ``scenes``, the clips' descriptions; see ``json_stage.json_target_for``)."""
+    if target == "json":
+        return json_target_for(item, scenes or {})
+    return target_text(np.asarray(item["actions"]), np.asarray(item["reasons"]))
+
+
 class Collator:
     """Dataset items -> model inputs whose ``labels`` are the target text's tokens, -100 elsewhere."""
 
-    def __init__(self, processor, instruction: str | None = None):
-        self.processor, self.instruction = processor, instruction
+    def __init__(self, processor, instruction: str | None = None, target: str = "plain",
+                 scenes: dict[str, str] | None = None):
+        self.processor, self.instruction, self.target, self.scenes = processor, instruction, target, scenes
 
     def __call__(self, items: list[dict]):
-        targets = [target_text(item["actions"].numpy(), item["reasons"].numpy()) for item in items]
+        targets = [target_for(item, self.target, self.scenes) for item in items]
         return prompts.encode(self.processor, [item["images"] for item in items], targets, self.instruction)
 
 
@@ -135,18 +153,20 @@ def validation_loss(model, loader, accelerator: Accelerator) -> float:
 
 
 def train(model, processor, train_set, val_set, settings: SFTSettings, out: str | Path,
-          progress: bool = True) -> pd.DataFrame:
+          progress: bool = True, scenes: dict[str, str] | None = None) -> pd.DataFrame:
     """Fine-tune the trainable (LoRA) parameters of ``model``; returns the loss log.
 
     Saves ``checkpoint-<step>`` at each validation and copies the lowest-validation-loss one to
-    ``best``; ``model`` ends with the best weights loaded.
+    ``best``; ``model`` ends with the best weights loaded. ``scenes`` (file name -> description)
+    fills the ``scene`` field of JSON targets.
     """
     from tqdm.auto import tqdm
 
     out = Path(out)
+    keep_4bit_trainable(model)  # a generate() before training may have repacked the 4-bit weights
     accelerator = Accelerator(gradient_accumulation_steps=settings.grad_accum)
     torch.manual_seed(settings.seed)
-    collate = Collator(processor, settings.instruction)
+    collate = Collator(processor, settings.instruction, settings.target, scenes)
     train_loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, collate_fn=collate,
                               generator=torch.Generator().manual_seed(settings.seed))
     val_loader = DataLoader(val_set, batch_size=settings.eval_batch_size, collate_fn=collate)
@@ -218,25 +238,32 @@ def best_step(log: pd.DataFrame) -> int:
 # ---------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------
-def prediction_row(name: str, text: str, actions, reasons) -> dict:
-    """One predictions.jsonl row: the generated text, its parsed labels and the truth."""
-    parsed = parse_text(text)
+def prediction_row(name: str, text: str, actions, reasons, target: str = "plain") -> dict:
+    """One predictions.jsonl row: the generated text, its parsed labels and the truth. ``ok`` is
+    False when the text did not parse cleanly (for JSON: not strict, schema-valid JSON)."""
+    parsed = parse_json(text) if target == "json" else parse_text(text)
     return dict(file_name=name, text=text, actions_pred=parsed.actions.tolist(), reasons_pred=parsed.reasons.tolist(),
                 actions_true=[int(v) for v in actions], reasons_true=[int(v) for v in reasons],
                 ok=parsed.ok, problems=parsed.problems)
 
 
-def predict(model, processor, dataset, settings: SFTSettings, progress: bool = True) -> list[dict]:
-    """Batched greedy generation on ``dataset``, parsed back to labels (never raises on garbage)."""
+def predict(model, processor, dataset, settings: SFTSettings, progress: bool = True,
+            constraint=None) -> list[dict]:
+    """Batched greedy generation on ``dataset``, parsed back to labels (never raises on garbage).
+
+    ``constraint`` (a ``drivekit.constrained.JsonConstraint``) turns on grammar-constrained decoding.
+    """
     from tqdm.auto import tqdm
 
     rows = []
     size = settings.eval_batch_size
     for start in tqdm(range(0, len(dataset), size), desc="generating", disable=not progress):
         items = [dataset[i] for i in range(start, min(start + size, len(dataset)))]
+        extra = constraint.generate_kwargs() if constraint is not None else {}
         texts = prompts.generate(model, processor, [item["images"] for item in items],
-                                 max_new_tokens=settings.max_new_tokens, instruction=settings.instruction)
-        rows += [prediction_row(item["name"], text, item["actions"], item["reasons"]) for item, text in zip(items, texts)]
+                                 max_new_tokens=settings.max_new_tokens, instruction=settings.instruction, **extra)
+        rows += [prediction_row(item["name"], text, item["actions"], item["reasons"], settings.target)
+                 for item, text in zip(items, texts)]
     return rows
 
 
@@ -301,17 +328,23 @@ def write_summary(result: SFTArtifacts, cfg: Config, settings: SFTSettings, log:
 
 
 def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str | Path | None = None,
-        progress: bool = True) -> SFTArtifacts:
-    """Fine-tune on the toy train subset, evaluate on the toy test split, write every artifact."""
+        progress: bool = True, start: str | Path | None = None) -> SFTArtifacts:
+    """Fine-tune on the toy train subset, evaluate on the toy test split, write every artifact.
+
+    ``start``: a saved adapter to train further (the JSON stage starts from the plain SFT's);
+    default a new LoRA adapter with ``settings.lora``.
+    """
     cfg = cfg or load()
     settings = settings or settings_for(cfg)
     result = SFTArtifacts(Path(out)) if out else artifacts(cfg)
     data = toy_data(cfg, settings.val_size)
     state = PartialState()
     t0 = time.perf_counter()
-    model, processor = load_vlm(cfg, lora=settings.lora, gradient_checkpointing=settings.gradient_checkpointing,
-                                device=state.device)
-    log = train(model, processor, data.train, data.val, settings, result.dir, progress)
+    adapter = dict(lora=settings.lora) if start is None else dict(adapter=start, trainable=True)
+    model, processor = load_vlm(cfg, gradient_checkpointing=settings.gradient_checkpointing, device=state.device,
+                                **adapter)
+    scenes = scene_texts(cfg) if settings.target == "json" else None
+    log = train(model, processor, data.train, data.val, settings, result.dir, progress, scenes)
     t1 = time.perf_counter()
     if state.is_main_process:
         rows = predict(model, processor, data.test, settings, progress)

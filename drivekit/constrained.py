@@ -14,11 +14,19 @@ from .json_output import json_schema
 
 
 class JsonConstraint:
-    """Compiles the schema once per tokenizer; ``generate_kwargs()`` gives fresh per-call state."""
+    """Compiles the schema once per tokenizer; ``generate_kwargs()`` gives fresh per-call state.
+
+    The grammar matches the training targets' layout: compact JSON (separators ``,`` and ``:``
+    without spaces, as ``json_output.json_target`` writes it) after an optional leading space (the
+    answer follows ``Assistant:`` in the chat template, and the targets are tokenised with one).
+    A grammar that insists on another layout pushes the model off the token sequences it learnt.
+    """
 
     def __init__(self, tokenizer, vocab_size: int):
         info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
-        self.grammar = xgr.GrammarCompiler(info).compile_json_schema(json.dumps(json_schema()), any_whitespace=False)
+        schema = xgr.Grammar.from_json_schema(json.dumps(json_schema()), any_whitespace=False, separators=(",", ":"))
+        grammar = xgr.Grammar.concat(xgr.Grammar.from_ebnf('root ::= " " | ""'), schema)
+        self.grammar = xgr.GrammarCompiler(info).compile_grammar(grammar)
         self.control_tokens = [i for i, piece in enumerate(info.decoded_vocab) if any(b < 0x20 for b in piece)]
 
     def generate_kwargs(self) -> dict:

@@ -84,6 +84,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .models import keep_4bit_trainable
+
 VALUE_HEAD_WEIGHTS = "value_head.safetensors"
 VALUE_HEAD_CONFIG = "value_head.json"
 TRAINER_STATE = "trainer_state.pt"
@@ -130,8 +132,13 @@ class A2CConfig:
 
     @classmethod
     def tiny(cls, **changes) -> "A2CConfig":
-        """CPU-sized defaults for the tiny model (minutes on 2 cores)."""
-        return cls(**changes)
+        """CPU-sized defaults for the tiny model (a minute on 2 cores). Measured (benchmarks/RESULTS.md):
+        with the proposal's thresholded BLEU as R2, no KL and lr 2e-4 the policy drifts from SFT's
+        answer format and F1 drops; label-F1 R2 with a KL penalty to SFT holds it. Advantages are not
+        whitened: most answers on the SFT-trained clips score the same, and whitening would blow the
+        critic's small errors up to unit-size advantages."""
+        base = dict(lr=1e-4, kl_coef=0.1, r2="label_f1", normalize_advantages=False)
+        return cls(**{**base, **changes})
 
     @classmethod
     def paper(cls, **changes) -> "A2CConfig":
@@ -236,29 +243,6 @@ def _zero_dropout(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
-
-
-def keep_4bit_trainable(model: nn.Module) -> int:
-    """Stop bitsandbytes from repacking 4-bit weights for CPU inference (and undo it where done).
-
-    On a CPU with AVX512-BF16, ``bnb.nn.Linear4bit`` converts its weight, the first time it runs
-    in eval mode without gradients, to a packed layout whose matmul has no backward (and adds the
-    bias in place, which autograd rejects). RL alternates no-grad sampling and training on the
-    same modules, so the conversion must not happen. Returns the number of 4-bit layers seen.
-    """
-    seen = 0
-    for module in model.modules():
-        if not hasattr(module, "support_avx512bf16_for_cpu"):
-            continue
-        seen += 1
-        module.support_avx512bf16_for_cpu = False
-        state = getattr(module.weight, "quant_state", None)
-        if state is not None and getattr(state, "packing_format_for_cpu", False):
-            from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
-
-            module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
-                module.weight.data, state)
-    return seen
 
 
 @contextmanager
@@ -609,6 +593,8 @@ class A2CTrainer:
             raise ValueError(f"reward_mode must be 'terminal' or 'incremental', not {cfg.reward_mode!r}")
         info = {"reward": float(np.mean(result.total)) if len(texts) else 0.0,
                 **{f"reward_{k}": float(np.mean(v)) for k, v in result.components.items()},
+                # spread within the batch: 0 means a saturated term, which gives no learning signal
+                **{f"spread_{k}": float(np.std(v)) for k, v in result.components.items()},
                 "nonfinite": int(sum(result.nonfinite.values())), "empty": int(result.empty)}
         return torch.tensor(r, dtype=torch.float32, device=self.device), info
 
@@ -877,13 +863,15 @@ def build_trainer(cfg, items: Sequence[Mapping], reward, a2c: A2CConfig | None =
 
 
 def predictions(trainer: A2CTrainer, items: Sequence[Mapping], batch_size: int = 32,
-                max_new_tokens: int = 32) -> list[dict]:
+                max_new_tokens: int = 32, target: str = "plain") -> list[dict]:
     """Greedy answers of the current policy, as SFT's ``predictions.jsonl`` rows
-    (file_name, text, actions_pred, reasons_pred, actions_true, reasons_true, ok, problems)."""
+    (file_name, text, actions_pred, reasons_pred, actions_true, reasons_true, ok, problems);
+    ``target="json"`` parses them as Stage-3 JSON."""
     from .sft import prediction_row
 
     texts = trainer.generate(items, batch_size=batch_size, max_new_tokens=max_new_tokens)
-    return [prediction_row(item["name"], text, item["actions"], item["reasons"]) for item, text in zip(items, texts)]
+    return [prediction_row(item["name"], text, item["actions"], item["reasons"], target)
+            for item, text in zip(items, texts)]
 
 
 def prediction_rewards(rows: Sequence[Mapping], reward) -> dict:
@@ -926,11 +914,13 @@ class ShortRuns:
     ``ShortRuns(cfg, policy, items, clip_reward)(alpha=, beta=, gamma=, lr=, steps=)`` restores
     the start adapter (``start``: a saved adapter folder; default: the adapter as it is when the
     ShortRuns is made), builds R = α·R1 + β·R2 and trains ``steps`` steps with a fresh value head;
-    returns the log. ``a2c`` holds the other settings.
+    returns the log. ``a2c`` holds the other settings. ``make_reward(alpha, beta, gamma)`` replaces
+    R = α·R1 + β·R2; γ is then its third weight (the JSON stage's R3) instead of the discount.
     """
 
     def __init__(self, cfg, policy, items: Sequence[Mapping], clip_reward, r2: str | None = None,
-                 a2c: A2CConfig | None = None, stage: str = "action", start: str | Path | None = None):
+                 a2c: A2CConfig | None = None, stage: str = "action", start: str | Path | None = None,
+                 make_reward: Callable[[float, float, float], object] | None = None):
         from peft import get_peft_model_state_dict
 
         self.cfg, self.policy, self.items, self.clip_reward = cfg, policy, list(items), clip_reward
@@ -941,6 +931,7 @@ class ShortRuns:
         self.start_dir = Path(start) if start is not None else None
         self.start = None if start is not None else {
             k: v.detach().clone() for k, v in get_peft_model_state_dict(model, adapter_name=self.adapter).items()}
+        self.make_reward = make_reward
         self.trainer: A2CTrainer | None = None
 
     def restore(self) -> None:
@@ -955,9 +946,13 @@ class ShortRuns:
     def __call__(self, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0, lr: float | None = None,
                  steps: int | None = None, progress: bool = False, **changes) -> pd.DataFrame:
         self.restore()
-        reward = make_reward(self.cfg, self.stage, alpha, beta, self.r2, clip_reward=self.clip_reward)
-        a2c = self.a2c.replace(gamma=gamma, lr=self.a2c.lr if lr is None else lr,
-                               steps=self.a2c.steps if steps is None else steps, **changes)
+        if self.make_reward is None:
+            reward = make_reward(self.cfg, self.stage, alpha, beta, self.r2, clip_reward=self.clip_reward)
+            changes = dict(gamma=gamma, **changes)
+        else:
+            reward = self.make_reward(alpha, beta, gamma)
+        a2c = self.a2c.replace(lr=self.a2c.lr if lr is None else lr, steps=self.a2c.steps if steps is None else steps,
+                               **changes)
         self.trainer = build_trainer(self.cfg, self.items, reward, a2c, policy=self.policy)
         return self.trainer.train(progress=progress)
 

@@ -1,7 +1,8 @@
 """ipywidgets for the notebooks: reward weights and A2C settings with a train-and-redraw button.
 
-:func:`reward_panel` shows sliders for α (R1 weight), β (R2 weight), γ (discount), the learning
-rate and the number of steps, and a button. A click calls ``run(alpha=, beta=, gamma=, lr=,
+:func:`reward_panel` shows sliders for α (R1 weight), β (R2 weight), γ (the discount; in the
+JSON stage the R3 weight, via ``gamma_label`` / ``gamma_range``), the learning rate and the number
+of steps, and a button. A click calls ``run(alpha=, beta=, gamma=, lr=,
 steps=)`` (e.g. :class:`drivekit.rl.ShortRuns`), which trains a short run and returns its log,
 and redraws the curves. ``panel.train()`` does the same without a click, so a notebook executed
 headless (nbval) runs the default configuration and shows its curves in the cell's output.
@@ -18,14 +19,15 @@ class RewardPanel:
 
     def __init__(self, run: Callable[..., pd.DataFrame], plot: Callable[[dict[str, pd.DataFrame]], object], *,
                  alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0, lr: float = 2e-4, steps: int = 10,
-                 max_steps: int = 100):
+                 max_steps: int = 100, gamma_label: str = "γ (discount)", gamma_range: tuple[float, float] = (0.5, 1.0)):
         import ipywidgets as w
 
         self.run, self.plot = run, plot
         style = {"description_width": "90px"}
         self.alpha = w.FloatSlider(value=alpha, min=0.0, max=2.0, step=0.1, description="α (R1)", style=style)
         self.beta = w.FloatSlider(value=beta, min=0.0, max=2.0, step=0.1, description="β (R2)", style=style)
-        self.gamma = w.FloatSlider(value=gamma, min=0.5, max=1.0, step=0.01, description="γ (discount)", style=style)
+        self.gamma = w.FloatSlider(value=gamma, min=gamma_range[0], max=gamma_range[1], step=0.01,
+                                   description=gamma_label, style=style)
         self.lr = w.FloatLogSlider(value=lr, base=10, min=-6, max=-1, step=0.1, description="learning rate",
                                    readout_format=".1e", style=style)
         self.steps = w.IntSlider(value=steps, min=1, max=max_steps, step=1, description="steps", style=style)

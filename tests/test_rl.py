@@ -238,6 +238,14 @@ def test_kl_to_the_base_policy_starts_at_zero(top_k):
     assert row["kl"] > 0
 
 
+def test_each_reward_term_logs_its_mean_and_spread():
+    """A term whose spread is 0 over the batch is saturated (no learning signal); the log shows it."""
+    const = lambda completions, **batch: [0.5] * len(completions)  # noqa: E731
+    row = trainer(reward=WeightedReward({"hit": (1.0, hit), "const": (1.0, const)})).step()
+    assert row["reward_const"] == 0.5 and row["spread_const"] == 0.0
+    assert row["spread_hit"] == pytest.approx(np.sqrt(row["reward_hit"] * (1 - row["reward_hit"])))  # std of 0/1 scores
+
+
 def test_nan_rewards_are_caught_and_logged():
     def sometimes_nan(completions, **batch):
         return [math.nan if i % 2 else 1.0 for i in range(len(completions))]

@@ -122,6 +122,49 @@ def test_prediction_row_parses_and_reports():
     assert not bad["ok"] and bad["problems"] and sum(bad["actions_pred"]) == 0
 
 
+def test_json_target_collates_and_parses_back(saved):
+    """The Stage-3 switch: the collator's labels are the JSON object's tokens, which parse back to the labels."""
+    from drivekit.json_output import parse_json
+
+    _, processor = load_vlm(saved[0], device="cpu")
+    items = _items(3)
+    scenes = {items[0]["name"]: "A red light ahead."}
+    batch = sft.Collator(processor, target="json", scenes=scenes)(items)
+    for row, item in enumerate(items):
+        answer = batch["labels"][row][batch["labels"][row] != -100].tolist()[:-1]  # without <end_of_utterance>
+        text = processor.tokenizer.decode(answer).strip()
+        assert text == sft.target_for(item, "json", scenes)
+        parsed = parse_json(text)
+        assert parsed.ok and parsed.actions.tolist() == item["actions"].tolist()
+        assert parsed.reasons.tolist() == item["reasons"].tolist()
+    assert json.loads(sft.target_for(items[0], "json", scenes))["scene"] == "A red light ahead."
+    assert json.loads(sft.target_for(items[1], "json", scenes))["scene"]  # no description: written from labels
+    with pytest.raises(ValueError, match="target"):
+        sft.settings_for(__import__("drivekit.config", fromlist=["load"]).load("tiny"), target="yaml")
+
+
+def test_json_prediction_rows_and_constrained_decoding(saved):
+    from drivekit import json_stage
+    from drivekit.json_output import json_target
+
+    truth = [0, 1, 0, 0], np.eye(21, dtype=int)[3]
+    good = sft.prediction_row("a.jpg", json_target(*truth, "A car."), *truth, target="json")
+    assert good["ok"] and good["actions_pred"] == truth[0] and good["reasons_pred"] == truth[1].tolist()
+    for text in ("Action: Stop/Slow down; Reason: Obstacle: car", '{"scene": "x"', ""):
+        bad = sft.prediction_row("b.jpg", text, *truth, target="json")
+        assert not bad["ok"] and bad["problems"]
+    model, processor = load_vlm(saved[0], device="cpu")  # untrained: free decoding writes no JSON
+    settings = sft.SFTSettings(epochs=1, batch_size=2, grad_accum=1, lr=1e-3, lora=LoraSettings(r=4),
+                               gradient_checkpointing=False, eval_every=1, eval_batch_size=2, max_new_tokens=1200,
+                               target="json")  # room for the schema's longest strings
+    rows = json_stage.constrained_predictions(model, processor, _items(3), settings, progress=False)
+    assert len(rows) == 3 and all(json.loads(r["text"]) is not None for r in rows)
+    assert json_stage.validity(rows) == np.mean([r["ok"] for r in rows])
+    free = sft.predict(model, processor, _items(3), settings, progress=False)
+    table = json_stage.compare({"free": free, "constrained": rows}, json_names=["free", "constrained"])
+    assert table.loc["free", "json_valid"] == json_stage.validity(free) < 1
+
+
 def test_tokenizer_has_idefics3_tokens_and_reads_every_label_phrase():
     _, processor = zoo.untrained(zoo.corpus([synthetic.describe(s) for s in _scenes()]), MICRO)
     tokenizer = processor.tokenizer
@@ -130,6 +173,17 @@ def test_tokenizer_has_idefics3_tokens_and_reads_every_label_phrase():
     for text in zoo.language_texts():
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         assert tokenizer.decode(ids) == text and tokenizer.unk_token_id not in ids
+
+
+def test_language_texts_are_answers_with_every_target_format():
+    """Each line is an answer after "Assistant:" (so its first token is a prediction target in
+    pretraining), and the JSON lines carry the given scene texts."""
+    texts = zoo.language_texts(scenes=["A red light ahead."])
+    answers = [t for t in texts if t.startswith("Assistant: ")]
+    assert len(answers) == len(texts) - 2
+    objects = [json.loads(t.removeprefix("Assistant: ")) for t in answers if t.startswith("Assistant: {")]
+    assert objects and all(o["scene"] == "A red light ahead." for o in objects)
+    assert any(t.startswith("Assistant: Action: ") for t in answers)
 
 
 def test_untrained_model_is_deterministic():

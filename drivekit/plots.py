@@ -203,3 +203,172 @@ def plot_f1_tables(per_class: Mapping[str, pd.DataFrame], summary: pd.DataFrame)
     ax.tick_params(axis="y", labelrotation=0)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing models on their prediction rows (notebook 06)
+# ---------------------------------------------------------------------------------------------
+_KIND_LABELS = {"actions": (ACTION_KEYS, ACTION_PHRASES), "reasons": (REASON_KEYS, REASON_PHRASES)}
+
+
+def label_matrices(rows: Sequence[Mapping], side: str = "pred") -> tuple[np.ndarray, np.ndarray]:
+    """``(actions (n, 4), reasons (n, 21))`` of prediction rows; ``side`` is ``"pred"`` or ``"true"``."""
+    if side not in ("pred", "true"):
+        raise ValueError(f"side must be 'pred' or 'true', not {side!r}")
+    return (np.array([row[f"actions_{side}"] for row in rows], dtype=int).reshape(len(rows), len(ACTION_KEYS)),
+            np.array([row[f"reasons_{side}"] for row in rows], dtype=int).reshape(len(rows), len(REASON_KEYS)))
+
+
+def _same_clips(rows_by_model: Mapping[str, Sequence[Mapping]]) -> list[str]:
+    """The clip names the models share, in the first model's order; raises when the models' clips differ."""
+    if not rows_by_model:
+        raise ValueError("no models given")
+    names = {model: [row["file_name"] for row in rows] for model, rows in rows_by_model.items()}
+    first, *others = names.items()
+    for model, clips in others:
+        if sorted(clips) != sorted(first[1]):
+            raise ValueError(f"{model} and {first[0]} were evaluated on different clips")
+    return first[1]
+
+
+def plot_prediction_distributions(rows_by_model: Mapping[str, Sequence[Mapping]], title: str = "") -> plt.Figure:
+    """Fig. 4 from prediction rows: the ground truth (row "GT") and then each model's predictions."""
+    _same_clips(rows_by_model)
+    first = next(iter(rows_by_model.values()))
+    rows = {"GT": label_matrices(first, "true")}
+    rows.update({name: label_matrices(model_rows) for name, model_rows in rows_by_model.items()})
+    return plot_distributions(rows, title)
+
+
+def confusion_matrices(rows: Sequence[Mapping], kind: str = "actions") -> np.ndarray:
+    """Per-class 2x2 confusion matrices ``(classes, 2, 2)`` of prediction rows, classes in index order.
+
+    Each is sklearn's ``multilabel_confusion_matrix`` layout: ``[[TN, FP], [FN, TP]]`` (rows: truth 0/1,
+    columns: prediction 0/1). ``kind`` is ``"actions"`` or ``"reasons"``.
+    """
+    from sklearn.metrics import multilabel_confusion_matrix
+
+    if kind not in _KIND_LABELS:
+        raise ValueError(f"kind must be 'actions' or 'reasons', not {kind!r}")
+    index = 0 if kind == "actions" else 1
+    truth, pred = label_matrices(rows, "true")[index], label_matrices(rows, "pred")[index]
+    return multilabel_confusion_matrix(truth, pred, labels=list(range(truth.shape[1])))
+
+
+def plot_confusion(rows_by_model: Mapping[str, Sequence[Mapping]], kind: str = "actions",
+                   classes: Sequence[int] | None = None, title: str | None = None) -> plt.Figure:
+    """Per-class 2x2 confusion matrices (counts), one row of panels per model, one column per class.
+
+    ``rows_by_model`` maps a model name to its prediction rows (e.g. ``{"SFT": rows, "A2C": rows}``);
+    ``classes`` picks class indices (default: every action, or every reason in Forward/Stop/Left/Right
+    group order). Each panel is titled with the class and its F1 = 2TP / (2TP + FP + FN).
+    """
+    keys, phrases = _KIND_LABELS.get(kind, (None, None))
+    if keys is None:
+        raise ValueError(f"kind must be 'actions' or 'reasons', not {kind!r}")
+    if classes is None:
+        classes = range(len(keys)) if kind == "actions" else [i for group in GROUPS.values() for i in group]
+    classes = list(classes)
+    _same_clips(rows_by_model)
+    fig, axes = plt.subplots(len(rows_by_model), len(classes), squeeze=False,
+                             figsize=(2.3 * len(classes) + 0.6, 2.2 * len(rows_by_model) + 0.5))
+    for (model, rows), row_axes in zip(rows_by_model.items(), axes):
+        matrices = confusion_matrices(rows, kind)
+        for ax, c in zip(row_axes, classes):
+            (tn, fp), (fn, tp) = matrices[c]
+            f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+            sns.heatmap(pd.DataFrame(matrices[c], index=["no", "yes"], columns=["no", "yes"]), annot=True, fmt="d",
+                        cmap="Blues", cbar=False, square=True, ax=ax, annot_kws=dict(fontsize=9))
+            ax.set_title(f"{model} · {phrases[c]}\nF1 {f1:.2f}", fontsize=8)
+            ax.set_xlabel("predicted", fontsize=8)
+            ax.set_ylabel("true", fontsize=8)
+            ax.tick_params(labelsize=8, labelrotation=0)
+    fig.suptitle(f"per-{kind[:-1]} confusion matrices (counts)" if title is None else title)
+    fig.tight_layout()
+    return fig
+
+
+def _labels_of(row: Mapping) -> tuple:
+    return tuple(row["actions_pred"]), tuple(row["reasons_pred"])
+
+
+def pick_examples(rows_by_model: Mapping[str, Sequence[Mapping]], n_differ: int = 4, n_agree: int = 2) -> list[str]:
+    """Clip names for Fig. 1: ``n_differ`` clips whose predicted labels differ between the models, then
+    ``n_agree`` where all models predict the same labels (right ones first, then wrong ones).
+
+    Picks are deterministic and spread over the true actions; where a kind runs short, the other fills in.
+    """
+    clips = _same_clips(rows_by_model)
+    by_name = {model: {row["file_name"]: row for row in rows} for model, rows in rows_by_model.items()}
+    differ, right, wrong = [], [], []
+    for clip in clips:
+        rows = [by_name[model][clip] for model in by_name]
+        labels = {_labels_of(row) for row in rows}
+        if len(labels) > 1:
+            differ.append(clip)
+        else:
+            truth = (tuple(rows[0]["actions_true"]), tuple(rows[0]["reasons_true"]))
+            (right if labels == {truth} else wrong).append(clip)
+    first = {row["file_name"]: row for row in next(iter(rows_by_model.values()))}
+
+    def spread(names: list[str]) -> list[str]:
+        """Round-robin over the true action sets, so that one common action does not fill the gallery."""
+        buckets: dict[tuple, list[str]] = {}
+        for name in names:
+            buckets.setdefault(tuple(first[name]["actions_true"]), []).append(name)
+        return [bucket[i] for i in range(max(map(len, buckets.values()), default=0))
+                for bucket in buckets.values() if i < len(bucket)]
+
+    differ, agree = spread(differ), spread(right)[:1] + spread(wrong)[:1] + spread(right)[1:] + spread(wrong)[1:]
+    picked = differ[:n_differ] + agree[:n_agree]
+    rest = differ[n_differ:] + agree[n_agree:]
+    return picked + rest[:n_differ + n_agree - len(picked)]
+
+
+def _arrow_line(ax, y: float, tag: str, actions: Sequence[int], x0: float = 0.36) -> None:
+    ax.text(0.0, y, tag, fontsize=9, weight="bold", va="center")
+    for i, (arrow, on) in enumerate(zip(ARROWS, actions)):
+        ax.text(x0 + 0.1 * i, y, arrow, fontsize=13, va="center", color="tab:green" if on else "0.8")
+
+
+def plot_examples_by_model(root: str | Path, rows_by_model: Mapping[str, Sequence[Mapping]],
+                           file_names: Sequence[str], n_frames: int = 1, cols: int = 2) -> plt.Figure:
+    """Fig. 1 for several models: each clip with the ground truth G and every model's prediction as four
+    arrows (executable ones green); under each model, its reasons coloured TP green / FP red / FN grey.
+
+    ``rows_by_model`` maps a model name to its prediction rows; ``file_names`` picks the clips (see
+    :func:`pick_examples`).
+    """
+    by_name = {model: {row["file_name"]: row for row in rows} for model, rows in rows_by_model.items()}
+    blocks = []  # per clip: the text lines (y order) as (kind, payload)
+    for name in file_names:
+        first = by_name[next(iter(by_name))][name]
+        lines = [("arrows", ("G", first["actions_true"]))]
+        for model, rows in by_name.items():
+            row = rows[name]
+            lines.append(("arrows", (model, row["actions_pred"])))
+            for r, phrase in enumerate(REASON_PHRASES):
+                truth, pred = row["reasons_true"][r], row["reasons_pred"][r]
+                if truth or pred:
+                    lines.append(("reason", (phrase, "tab:green" if truth and pred else "tab:red" if pred else "0.55")))
+        blocks.append(lines)
+    n_lines = max((len(lines) for lines in blocks), default=1)
+    n_rows = max(1, -(-len(file_names) // cols))
+    fig, axes = plt.subplots(n_rows, 2 * cols, squeeze=False,
+                             figsize=(4.6 * cols, max(2.3, 0.24 * n_lines + 0.5) * n_rows),
+                             gridspec_kw=dict(width_ratios=[1, 1.3] * cols))
+    for ax in axes.flat:
+        ax.axis("off")
+    for k, (name, lines) in enumerate(zip(file_names, blocks)):
+        ax_img, ax_txt = axes[k // cols, 2 * (k % cols)], axes[k // cols, 2 * (k % cols) + 1]
+        frames = [load_image(p) for p in frame_paths(root, name, n_frames)]
+        ax_img.imshow(np.concatenate([np.asarray(f) for f in frames], axis=1))
+        ax_img.set_title(name, fontsize=7)
+        for i, (kind, payload) in enumerate(lines):
+            y = 1 - (i + 0.5) / n_lines
+            if kind == "arrows":
+                _arrow_line(ax_txt, y, *payload)
+            else:
+                ax_txt.text(0.06, y, payload[0], fontsize=8, color=payload[1], va="center")
+    fig.tight_layout()
+    return fig

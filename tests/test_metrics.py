@@ -23,12 +23,16 @@ def ref_pairs(a, r):
 
 
 def random_labels(rng, n, width):
-    """Multi-label matrices with rows empty in truth, prediction, or both."""
+    """Multi-label matrices with rows empty in truth, prediction, or both, and a class empty in both."""
     t = (rng.random((n, width)) < rng.uniform(0.05, 0.5)).astype(int)
     p = np.where(rng.random((n, width)) < 0.8, t, 1 - t)
     t[:10] = 0
     p[5:15] = 0  # rows 5-9 empty in both, 0-4 only in truth, 10-14 only in prediction
+    t[:, -1] = p[:, -1] = 0  # the last class is never true nor predicted
     return t, p
+
+
+BOTH_EMPTY = range(5, 10)  # the samples of `random_labels` whose truth and prediction are both empty
 
 
 @pytest.fixture(params=range(5), ids=lambda s: f"seed{s}")
@@ -182,3 +186,61 @@ def test_bad_inputs_raise(t, p):
 def test_report_checks_widths():
     with pytest.raises(ValueError):
         metrics.report(np.zeros((2, 21)), np.zeros((2, 21)), np.zeros((2, 4)), np.zeros((2, 4)))
+
+
+def test_random_data_has_empty_samples_and_classes(data):
+    """The sklearn comparisons above run on data that exercises every zero_division case."""
+    for t, p in (data[:2], data[2:], (metrics.pair_matrix(*data[0::2]), metrics.pair_matrix(*data[1::2]))):
+        empty = (t.sum(axis=1) == 0) & (p.sum(axis=1) == 0)
+        assert empty[list(BOTH_EMPTY)].all()
+        assert ((t.sum(axis=1) == 0) & (p.sum(axis=1) > 0)).any() and ((t.sum(axis=1) > 0) & (p.sum(axis=1) == 0)).any()
+        assert ((t.sum(axis=0) == 0) & (p.sum(axis=0) == 0)).any()  # a class never true nor predicted
+
+
+@pytest.mark.parametrize("zd", [0.0, 1.0, np.nan])
+def test_report_equals_sklearn(data, zd):
+    """Every number of ``report``, ``report_frame`` and ``per_class_frame`` against sklearn itself."""
+    ta, pa, tr, pr = data
+    rep = metrics.report(ta, pa, tr, pr, zero_division=zd)
+    for kind, t, p, keys in (("actions", ta, pa, taxonomy.ACTION_KEYS), ("reasons", tr, pr, taxonomy.REASON_KEYS)):
+        got = rep[kind]
+        assert got["accuracy"] == pytest.approx(accuracy_score(t.ravel(), p.ravel()), abs=TOL)
+        assert got["exact_match"] == pytest.approx(accuracy_score(t, p), abs=TOL)
+        expected = f1_score(t, p, average=None, zero_division=zd)
+        np.testing.assert_allclose([got["f1"][k] for k in keys], expected, atol=TOL)  # NaN where undefined
+        assert got["mf1"] == pytest.approx(f1_score(t, p, average="macro", zero_division=zd), abs=TOL)
+        assert got["f1_all"] == pytest.approx(f1_score(t, p, average="samples", zero_division=zd), abs=TOL)
+    pairs = f1_score(metrics.pair_matrix(ta, tr), metrics.pair_matrix(pa, pr), average="samples", zero_division=zd)
+    assert rep["pair_f1"] == pytest.approx(pairs, abs=TOL)
+
+    frame = metrics.report_frame({"model": rep}).loc["model"]
+    samples = {"act": f1_score(ta, pa, average="samples", zero_division=zd),
+               "rsn": f1_score(tr, pr, average="samples", zero_division=zd)}
+    assert frame["F1_act (sample)"] == pytest.approx(100 * samples["act"], abs=TOL)
+    assert frame["F1_rsn (sample)"] == pytest.approx(100 * samples["rsn"], abs=TOL)
+    assert frame["F1_pair (sample)"] == pytest.approx(100 * pairs, abs=TOL)
+    assert frame["mF1_rsn"] == pytest.approx(100 * f1_score(tr, pr, average="macro", zero_division=zd), abs=TOL)
+    assert frame["Acc_act"] == pytest.approx(100 * accuracy_score(ta.ravel(), pa.ravel()), abs=TOL)
+    assert frame["Exact_rsn"] == pytest.approx(100 * accuracy_score(tr, pr), abs=TOL)
+    per_class = metrics.per_class_frame({"model": rep}, "reasons").loc["model"]
+    order = [i for group in taxonomy.GROUPS.values() for i in group]
+    np.testing.assert_allclose(per_class.to_numpy(), 100 * f1_score(tr, pr, average=None, zero_division=zd)[order],
+                               atol=TOL)
+
+
+def test_both_empty_samples_score_zero_division(data):
+    """A sample with empty truth and empty prediction scores exactly ``zero_division``: F1_all with 1.0
+    exceeds F1_all with 0.0 by (such samples) / n, and NaN leaves them out of the mean."""
+    ta, pa, tr, pr = data
+    n = len(ta)
+    for t, p in ((ta, pa), (tr, pr), (metrics.pair_matrix(ta, tr), metrics.pair_matrix(pa, pr))):
+        both = int(((t.sum(axis=1) == 0) & (p.sum(axis=1) == 0)).sum())
+        assert both >= len(BOTH_EMPTY)
+        zero, one = metrics.sample_f1(t, p, 0.0), metrics.sample_f1(t, p, 1.0)
+        assert one - zero == pytest.approx(both / n, abs=TOL)
+        assert metrics.sample_f1(t, p, np.nan) == pytest.approx(zero * n / (n - both), abs=TOL)
+    # Empty on one side only is a plain miss (F1 0) whatever zero_division says.
+    one_sided = np.array([[0, 0, 0, 0], [1, 0, 0, 0]]), np.array([[1, 0, 0, 0], [0, 0, 0, 0]])
+    for zd in (0.0, 1.0):
+        assert metrics.sample_f1(*one_sided, zd) == 0.0
+    assert np.isnan(metrics.sample_f1(np.zeros((2, 4)), np.zeros((2, 4)), np.nan))  # nothing to average

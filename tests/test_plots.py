@@ -64,3 +64,64 @@ def test_loss_curves_and_f1_tables(data):
     fig = plots.plot_f1_tables(per_class, metrics.report_frame(reports).iloc[:, :2])
     assert [ax.get_title() for ax in fig.axes] == ["actions: per-class F1 (%)", "reasons: per-class F1 (%)",
                                                    "sample-level F1 (%)"]
+
+
+def _rows(samples, flip=()):
+    """Prediction rows: predictions equal the truth, except for the samples in ``flip`` (action and
+    reasons replaced by their complements)."""
+    rows = []
+    for i, s in enumerate(samples):
+        a, r = list(s.actions), list(s.reasons)
+        if i in flip:
+            a, r = [1 - v for v in a], [1 - v for v in r]
+        rows.append(dict(file_name=s.name, text="", actions_true=list(s.actions), reasons_true=list(s.reasons),
+                         actions_pred=a, reasons_pred=r, ok=True, problems=[]))
+    return rows
+
+
+def test_confusion_matrices_and_panels(data):
+    _, samples = data
+    models = {"SFT": _rows(samples), "A2C": _rows(samples, flip={0, 1, 2}), "JSON-RL": _rows(samples, flip={3})}
+    a2c = plots.confusion_matrices(models["A2C"])
+    assert a2c.shape == (taxonomy.N_ACTIONS, 2, 2)
+    truth, pred = plots.label_matrices(models["A2C"], "true")[0], plots.label_matrices(models["A2C"])[0]
+    for c in range(taxonomy.N_ACTIONS):  # [[TN, FP], [FN, TP]] per action
+        t, p = truth[:, c], pred[:, c]
+        expected = [[((t == 0) & (p == 0)).sum(), ((t == 0) & (p == 1)).sum()],
+                    [((t == 1) & (p == 0)).sum(), ((t == 1) & (p == 1)).sum()]]
+        np.testing.assert_array_equal(a2c[c], expected)
+    assert a2c.sum() == len(samples) * taxonomy.N_ACTIONS
+    assert plots.confusion_matrices(models["SFT"], "reasons").shape == (taxonomy.N_REASONS, 2, 2)
+
+    fig = plots.plot_confusion(models)
+    assert len(fig.axes) == 3 * taxonomy.N_ACTIONS  # one panel per model and action, no colour bars
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0].startswith("SFT · Move forward") and titles[4 + 3].startswith("A2C · Turn right")
+    assert titles[8].startswith("JSON-RL")
+    for k, ax in enumerate(fig.axes[4:8]):  # the A2C row shows its counts, row by row
+        assert [int(t.get_text()) for t in ax.texts] == a2c[k].ravel().tolist()
+    assert fig.axes[0].get_title().endswith("F1 1.00")  # SFT predicts the truth
+
+    reasons = plots.plot_confusion(models, "reasons", classes=[3, 7])
+    assert len(reasons.axes) == 3 * 2 and "Obstacle: car" in reasons.axes[0].get_title()
+    with pytest.raises(ValueError):
+        plots.plot_confusion({"SFT": models["SFT"], "other": models["SFT"][:-1]})
+
+
+def test_prediction_distributions_pick_and_examples_by_model(data):
+    root, samples = data
+    models = {"SFT": _rows(samples), "A2C": _rows(samples, flip={0, 1, 2})}
+    fig = plots.plot_prediction_distributions(models)
+    assert len(fig.axes) == 2 * 3  # GT, SFT, A2C
+    assert [ax.get_ylabel() for ax in fig.axes[::2]] == ["GT", "SFT", "A2C"]
+
+    names = plots.pick_examples(models, n_differ=2, n_agree=2)
+    assert len(names) == 4 and len(set(names)) == 4
+    assert set(names[:2]) <= {s.name for s in samples[:3]}  # predictions differ on these clips only
+    assert not set(names[2:]) & {s.name for s in samples[:3]}
+    assert len(plots.pick_examples(models, n_differ=5, n_agree=1)) == 6  # agreeing clips fill in
+
+    fig = plots.plot_examples_by_model(root, models, names, cols=2)
+    assert len(fig.axes) == 2 * 2 * 2
+    tags = [t.get_text() for t in fig.axes[1].texts if t.get_weight() == "bold"]
+    assert tags == ["G", "SFT", "A2C"]

@@ -107,14 +107,18 @@ class PretrainSettings:
 # ---------------------------------------------------------------------------------------------
 # Tokenizer, processor, config
 # ---------------------------------------------------------------------------------------------
-def language_texts(seed: int = 0) -> list[str]:
+def language_texts(seed: int = 0, scenes: list[str] | None = None) -> list[str]:
     """What the decoder reads as plain text besides the descriptions: every single-label target
-    text, random multi-label ones, JSON objects with the Stage-3 fields, the chat template's words.
+    text, random multi-label ones, JSON objects with the Stage-3 fields (``scene`` drawn from
+    ``scenes``), the chat template's words; each as an answer after ``Assistant:``.
 
     A real VLM's decoder is a language model that has read every token of its vocabulary; without
     these texts the label phrases' embeddings would stay random (descriptions never use them) and
-    LoRA, which leaves embeddings frozen, could not learn to write them. They pair actions and
-    reasons at random and show no image: nothing here tells which answer fits which scene.
+    LoRA, which leaves embeddings and the LM head frozen, could not learn to write them. The
+    ``Assistant:`` prefix makes the first token of each answer a prediction target too: a token
+    that is never predicted keeps a near-zero LM-head row, and then no adapter can give it more
+    than a few percent of probability. They pair actions, reasons and scenes at random and show no
+    image: nothing here tells which answer fits which scene.
     """
     rng = np.random.default_rng(seed)
     one_hot = np.eye(N_ACTIONS, dtype=int), np.eye(N_REASONS, dtype=int)
@@ -125,10 +129,11 @@ def language_texts(seed: int = 0) -> list[str]:
         actions, reasons = rng.random(N_ACTIONS) < 0.4, rng.random(N_REASONS) < 0.15
         acts = [p for p, on in zip(ACTION_PHRASES, actions) if on] or [ACTION_PHRASES[0]]
         rsns = [p for p, on in zip(REASON_PHRASES, reasons) if on]
-        texts.append(json.dumps({"scene": "", "actions": acts, "reasons": rsns,
+        scene = str(rng.choice(scenes)) if scenes else ""
+        texts.append(json.dumps({"scene": scene, "actions": acts, "reasons": rsns,
                                  "justification": f"{' and '.join(acts)} because of {' and '.join(rsns).lower() or 'the scene'}."},
                                 separators=(",", ":")))
-    return [f" {t}" for t in texts] + ["User: Assistant:", " Describe the scene. What should the car do, and why?"]
+    return [f"Assistant: {t}" for t in texts] + ["User: Assistant:", " Describe the scene. What should the car do, and why?"]
 
 
 def corpus(descriptions: list[str]) -> list[str]:
@@ -292,7 +297,8 @@ def build(cfg: Config | None = None, out: str | Path | None = None, spec: TinySp
 
     model, processor = untrained(corpus([s["description"] for s in train]), spec, settings.seed)
     clips = _frames(root, [s["file_name"] for s in train])
-    losses = pretrain(model, processor, clips, [s["description"] for s in train], language_texts(settings.seed),
+    descriptions = [s["description"] for s in train]
+    losses = pretrain(model, processor, clips, descriptions, language_texts(settings.seed, descriptions),
                       settings, progress)
     scores = description_scores(model, processor, _frames(root, [s["file_name"] for s in check]),
                                 [s["description"] for s in check])

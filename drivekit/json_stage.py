@@ -103,10 +103,10 @@ class JsonStage:
     beta: float = 1.0
     gamma: float = 1.0
     r2: str = "label_f1"
-    sft_epochs: float = 6.0
+    sft_epochs: float = 12.0
     max_new_tokens: int = 160  # the longest JSON target of the synthetic data is about 130 tokens
     a2c_steps: int = 16
-    a2c_lr: float = 1e-4
+    a2c_lr: float = 3e-5
 
     def sft_settings(self, cfg: Config):
         from . import sft

@@ -312,7 +312,7 @@ def _train(model, preprocess, tokenizer, clips, captions, candidates, epochs, ba
                     model.logit_scale.clamp_(0, math.log(100))
                 losses.append(loss.item())
                 bar.update()
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     model.eval()
     return losses
 

@@ -682,14 +682,15 @@ class A2CTrainer:
         from tqdm.auto import tqdm
 
         total = self.cfg.steps if steps is None else steps
-        bar = tqdm(total=total, initial=min(self.step_count, total), desc="A2C", disable=not progress)
+        bar = tqdm(total=total, initial=min(self.step_count, total), desc="A2C", disable=not progress,
+                   mininterval=1.0)
         while self.step_count < total:
             row = self.step()
             bar.update()
             if row.get("skipped"):
-                bar.set_postfix(skipped=row["error"][:40])
+                bar.set_postfix(skipped=row["error"][:40], refresh=False)
             else:
-                bar.set_postfix(R=f"{row['reward']:.3f}", V=f"{row['value_loss']:.3f}")
+                bar.set_postfix(R=f"{row['reward']:.3f}", V=f"{row['value_loss']:.3f}", refresh=False)
             if callback:
                 callback(self, row)
             every = self.cfg.checkpoint_every

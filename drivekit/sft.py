@@ -181,7 +181,9 @@ def train(model, processor, train_set, val_set, settings: SFTSettings, out: str 
     rows, micro_losses = [], []
     best = dict(loss=math.inf, step=0, state=None)
     step = 0
-    bar = tqdm(total=total, desc="SFT", disable=not (progress and accelerator.is_main_process))
+    # A refresh at most each second: a notebook kernel sends every refresh as a message, and a
+    # flood of them can outrun the client (nbval then misses the end of the cell).
+    bar = tqdm(total=total, desc="SFT", disable=not (progress and accelerator.is_main_process), mininterval=1.0)
     model.train()
     while step < total:
         for batch in train_loader:
@@ -213,7 +215,7 @@ def train(model, processor, train_set, val_set, settings: SFTSettings, out: str 
                     best = dict(loss=row["val_loss"], step=step, state={k: v.detach().clone() for k, v in state.items()})
             rows.append(row)
             bar.update()
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{best['loss']:.3f}")
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{best['loss']:.3f}", refresh=False)
             if step == total:
                 break
     bar.close()

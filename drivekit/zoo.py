@@ -244,7 +244,7 @@ def pretrain(model, processor, clips: list[list], descriptions: list[str], texts
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     model.eval()
     return losses
 

@@ -115,7 +115,8 @@ def bench_a2c(a) -> dict:
     changes = {k: v for k, v in dict(steps=a.steps, lr=a.lr, batch_size=a.batch, kl_coef=a.kl,
                                       entropy_coef=a.entropy, temperature=a.temperature, reward_mode=a.mode,
                                       gamma=a.gamma, top_k=a.top_k, samples_per_clip=a.samples_per_clip,
-                                      seed=a.seed, normalize_advantages=a.normalize).items()
+                                      seed=a.seed, normalize_advantages=a.normalize, value_lr=a.value_lr,
+                                      critic_warmup=a.critic_warmup).items()
                if v is not None}
     a2c = rl.A2CConfig.tiny(**changes, alpha=a.alpha, beta=a.beta, r2=a.r2)
     trainer = rl.build_trainer(cfg, train, reward, a2c, policy=(model, processor, reference), run_dir=out / "run")
@@ -157,6 +158,8 @@ def main() -> None:
     b.add_argument("--gamma", type=float)
     b.add_argument("--top-k", type=int)
     b.add_argument("--samples-per-clip", type=int)
+    b.add_argument("--value-lr", type=float)
+    b.add_argument("--critic-warmup", type=int, help="first steps train the value head alone")
     b.add_argument("--mode", choices=["incremental", "terminal"])
     b.add_argument("--seed", type=int, help="A2C seed (batches, sampling, value head)")
     b.add_argument("--normalize", action=argparse.BooleanOptionalAction, help="whiten advantages over the batch")

@@ -30,7 +30,10 @@ One :meth:`A2CTrainer.step`:
    disabled (right for Stage 1, which starts from the base). The gradients of the LoRA parameters
    and of the value head are clipped to ``max_grad_norm`` separately; the optimizer holds only
    those parameters. ``critic_detach`` stops the value loss at the head (the body then learns from
-   the policy gradient and KL alone).
+   the policy gradient and KL alone). The first ``critic_warmup`` steps train the value head alone
+   (loss = c_v·value loss, body detached): a fresh head says V ≈ 0, so without a warm-up every
+   token of a well-scored sample gets A_t ≈ R > 0 and the first updates reinforce whatever was
+   sampled, mistakes included (measured on the JSON stage: benchmarks/RESULTS.md).
 
 **Log-probs and values with gradients.** The update needs log π and V *with* gradients. Two ways,
 ``A2CConfig.single_pass``:
@@ -120,6 +123,7 @@ class A2CConfig:
     normalize_advantages: bool = True  # whiten A_t over the batch's tokens
     value_hidden: int = 256  # width of the value MLP
     critic_detach: bool = False  # True: value loss trains the head only, not the shared LoRA body
+    critic_warmup: int = 0  # first steps train the value head alone (policy frozen), so V is fitted first
     single_pass: bool = False  # see the module docstring
     checkpoint_every: int = 0  # 0: only at the end
     keep_checkpoints: int = 2
@@ -614,15 +618,16 @@ class A2CTrainer:
             rewards, info = self.token_rewards(roll, columns)
             row.update(info)
             mask = roll.mask.float()
+            warmup = step < cfg.critic_warmup  # the critic alone learns: no policy loss, body detached
             if cfg.single_pass:
                 logp, entropy, values, logp_full = roll.logprobs, roll.entropy, roll.values, roll.logprobs_full
-                if cfg.critic_detach:
-                    raise ValueError("critic_detach needs single_pass=False")
+                if cfg.critic_detach or warmup:
+                    raise ValueError("critic_detach and critic_warmup need single_pass=False")
             else:
                 self.model.train()
                 logp, entropy, values, logp_full = score_tokens(
                     self.model, self.value_head, roll.prompt, roll.tokens, roll.mask, cfg.temperature,
-                    cfg.critic_detach, cfg.top_k, cfg.top_p)
+                    cfg.critic_detach or warmup, cfg.top_k, cfg.top_p)
             returns = discounted_returns(rewards, mask, cfg.gamma)
             adv = advantages(returns, values, mask, cfg.normalize_advantages)
             policy_loss = -masked_mean(adv * logp, mask)
@@ -630,7 +635,9 @@ class A2CTrainer:
             entropy_mean = masked_mean(entropy, mask)
             loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy_mean
             kl = torch.zeros((), device=self.device)
-            if cfg.kl_coef > 0:
+            if warmup:
+                loss = cfg.value_coef * value_loss
+            elif cfg.kl_coef > 0:
                 with torch.no_grad(), reference_policy(self.model, self.reference_adapter):
                     ref_logp = score_tokens(self.model, None, roll.prompt, roll.tokens, roll.mask, cfg.temperature).logp
                 delta = ref_logp - logp_full  # both uncut: KL(π ‖ π_ref) is 0 at the start
@@ -651,7 +658,8 @@ class A2CTrainer:
             if not (torch.isfinite(grad_norm) and torch.isfinite(value_grad_norm)):
                 raise FloatingPointError(f"non-finite gradient norm {grad_norm.item()} / {value_grad_norm.item()}")
             self.optimizer.step()
-            row.update(grad_norm=float(grad_norm), value_grad_norm=float(value_grad_norm), skipped=False, error="")
+            row.update(grad_norm=float(grad_norm), value_grad_norm=float(value_grad_norm), skipped=False, error="",
+                       warmup=warmup)
             self.failures = 0
         except Exception as err:  # a bad batch must not kill the loop
             self.optimizer.zero_grad(set_to_none=True)
@@ -672,7 +680,7 @@ class A2CTrainer:
         self.log.append(row)
         if self.run_dir:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.run_dir / LOG_FILE, "a") as f:
+            with open(self.run_dir / LOG_FILE, "w" if row["step"] == 1 else "a") as f:  # a new run replaces an old log
                 f.write(json.dumps({k: v for k, v in row.items() if k != "traceback"}) + "\n")
 
     # -- the loop --------------------------------------------------------------------------------

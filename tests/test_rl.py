@@ -217,6 +217,27 @@ def test_only_lora_and_value_head_update():
         {id(p) for p in t.policy_params} | {id(p) for p in t.value_head.parameters()}
 
 
+
+def test_critic_warmup_trains_the_value_head_alone():
+    """During the warm-up the LoRA weights stay put and V moves toward the returns; then both learn."""
+    t = trainer(reward=WeightedReward({"low": (1.0, low_tokens)}), critic_warmup=3)
+    lora = {n: p.detach().clone() for n, p in t.model.named_parameters() if "lora_" in n}
+    head = [p.detach().clone() for p in t.value_head.parameters()]
+    rows = [t.step() for _ in range(3)]
+    assert all(r["warmup"] and not r["skipped"] for r in rows)
+    assert all(torch.equal(p, lora[n]) for n, p in t.model.named_parameters() if "lora_" in n)
+    assert any(not torch.equal(a, b) for a, b in zip(t.value_head.parameters(), head))
+    assert rows[-1]["value_loss"] < rows[0]["value_loss"]
+    row = t.step()
+    assert not row["warmup"] and not row["skipped"]
+    assert any(not torch.equal(p, lora[n]) for n, p in t.model.named_parameters() if "lora_" in n)
+
+
+def test_a_new_run_replaces_an_old_log(tmp_path):
+    for steps in (3, 2):
+        trainer(run_dir=tmp_path, steps=steps).train(progress=False)
+    assert (tmp_path / rl.LOG_FILE).read_text().count("\n") == 2
+
 def test_single_pass_equals_two_pass():
     """Gradients from the rollout's own graph equal those of the teacher-forced forward."""
     rows = []

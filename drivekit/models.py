@@ -73,11 +73,12 @@ def resolve(name_or_path: str | Path) -> str:
 
 def load_vlm(source: Config | str | Path, *, quantize_4bit: bool | None = None, lora: LoraSettings | None = None,
              adapter: str | Path | None = None, trainable: bool = False, gradient_checkpointing: bool = False,
-             device: str | torch.device | None = None):
+             device: str | torch.device | None = None, seed: int = 0):
     """(model, processor) from a ``Config`` (its ``vlm`` and ``quantize_4bit``), a model id or a directory.
 
     ``quantize_4bit`` defaults to the config's setting, or False for a name. Give at most one of
-    ``lora`` (a new adapter) and ``adapter`` (a saved one).
+    ``lora`` (a new adapter) and ``adapter`` (a saved one). A new adapter's random initial weights
+    come from ``seed`` (the global random state is left as it was), so a run is repeatable.
     """
     if lora is not None and adapter is not None:
         raise ValueError("give lora= (a new adapter) or adapter= (a saved one), not both")
@@ -105,7 +106,9 @@ def load_vlm(source: Config | str | Path, *, quantize_4bit: bool | None = None, 
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
         model.enable_input_require_grads()
     if lora is not None:
-        model = get_peft_model(model, lora.config())
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = get_peft_model(model, lora.config())
     elif adapter is not None:
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     if not training:

@@ -544,7 +544,9 @@ class A2CTrainer:
         self.reward, self.cfg = reward, cfg or A2CConfig()
         self.eos_ids, self.pad_id = list(eos_ids), pad_id
         self.device = model_device(model)
-        self.value_head = (value_head or ValueHead(hidden_size(model), self.cfg.value_hidden)).to(self.device)
+        with torch.random.fork_rng():  # a fresh head's first layer is random: seeded, so runs repeat
+            torch.manual_seed(self.cfg.seed)
+            self.value_head = (value_head or ValueHead(hidden_size(model), self.cfg.value_hidden)).to(self.device)
         self.run_dir = Path(run_dir) if run_dir else None
         self.reference_adapter = reference_adapter
         _zero_dropout(model)

@@ -344,7 +344,7 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
     t0 = time.perf_counter()
     adapter = dict(lora=settings.lora) if start is None else dict(adapter=start, trainable=True)
     model, processor = load_vlm(cfg, gradient_checkpointing=settings.gradient_checkpointing, device=state.device,
-                                **adapter)
+                                seed=settings.seed, **adapter)
     scenes = scene_texts(cfg) if settings.target == "json" else None
     log = train(model, processor, data.train, data.val, settings, result.dir, progress, scenes)
     t1 = time.perf_counter()

@@ -142,6 +142,13 @@ def test_value_head_shapes_and_saving(tmp_path):
     assert torch.allclose(again(h), head(h))
 
 
+def test_a_fresh_value_head_comes_from_the_run_seed():
+    model = tiny_policy()
+    heads = [trainer(model, seed=s).value_head.state_dict() for s in (0, 0, 1)]
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
+    assert not torch.equal(heads[0]["net.0.weight"], heads[2]["net.0.weight"])
+
+
 @pytest.mark.parametrize("top_k, top_p", [(0, 1.0), (5, 0.9)])
 def test_rollout_logprobs_match_a_teacher_forced_forward(top_k, top_p):
     model = tiny_policy()

@@ -115,6 +115,28 @@ def test_sft_writes_checkpoints_best_and_predictions(saved, tmp_path):
     assert sft.score(read)["n_samples"] == 3
 
 
+def _short_sft(saved, out, seed):
+    model, processor = load_vlm(saved[0], quantize_4bit=True, lora=LoraSettings(r=4), device="cpu", seed=seed)
+    settings = sft.SFTSettings(epochs=2, batch_size=2, grad_accum=1, lr=1e-2, lora=LoraSettings(r=4), seed=seed,
+                               gradient_checkpointing=False, eval_every=2, eval_batch_size=2, max_new_tokens=6)
+    log = sft.train(model, processor, _items(6), _items(2, seed=1), settings, out, progress=False)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k}
+    return log, weights, sft.predict(model, processor, _items(3, seed=2), settings, progress=False)
+
+
+def test_same_seed_gives_the_same_sft_run(saved, tmp_path):
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first, again, other = (_short_sft(saved, tmp_path / name, seed) for name, seed in (("a", 0), ("b", 0), ("c", 1)))
+    assert first[0].equals(again[0])  # every train and validation loss
+    assert all(torch.equal(first[1][k], again[1][k]) for k in first[1])
+    assert first[2] == again[2]
+    assert not all(torch.equal(first[1][k], other[1][k]) for k in first[1])  # the seed is what decides
+    torch.manual_seed(123)
+    load_vlm(saved[0], quantize_4bit=True, lora=LoraSettings(r=4), device="cpu", seed=5)
+    assert torch.equal(torch.get_rng_state(), state)  # the adapter's seed leaves the global random state alone
+
+
 def test_prediction_row_parses_and_reports():
     good = sft.prediction_row("a.jpg", "Action: Stop/Slow down; Reason: Obstacle: car", [0, 1, 0, 0], np.eye(21)[3])
     assert good["ok"] and good["actions_pred"] == [0, 1, 0, 0] and good["reasons_pred"] == np.eye(21, dtype=int)[3].tolist()

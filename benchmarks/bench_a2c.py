@@ -3,7 +3,7 @@
     python benchmarks/bench_a2c.py rollout [--start sft|base] [--clips 64] [--batch 32] [--new-tokens 32]
     python benchmarks/bench_a2c.py a2c [--steps N] [--r2 bleu] [--alpha 1] [--beta 1] [--out runs/a2c-bench]
 
-``rollout``: samples/s of drivekit's batched, KV-cached rollout (``drivekit.rl.rollout``, which
+``rollout``: samples/s of drivekit's batched, KV-cached rollout (``drivekit.sampling.rollout``, which
 also records every token's log-prob and value) against per-sample generation on the same
 policy (the 4-bit tiny model with the SFT adapter, or with ``--start base`` a fresh adapter on
 the pretrained model, which writes Stage-1 scene descriptions): transformers' ``generate`` with
@@ -12,7 +12,7 @@ temperature 1; the same clips for every method. The clips' frames are preprocess
 inputs once, before timing (the image processor's cost is the same for every method).
 
 ``a2c``: starts from the SFT adapter, scores SFT's greedy answers on the toy test split, trains
-A2C with the tiny defaults (``drivekit.rl.A2CConfig.tiny``, R = α·R1 + β·R2), then scores A2C's
+A2C with the tiny defaults (``drivekit.a2c.A2CConfig.tiny``, R = α·R1 + β·R2), then scores A2C's
 greedy answers the same way: mean test reward R (and its components), sample-level F1_act and
 F1_rsn. Writes ``<out>/predictions.jsonl`` (SFT's JSONL format) and ``<out>/bench.json``.
 """
@@ -25,10 +25,9 @@ import time
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from drivekit import config, models, prompts, rl, sft
+from drivekit import a2c, a2c_stage, config, evaluation, models, prompts, sampling, sft_stage, toy_split
 
 
 def _fingerprint(cfg) -> dict:
@@ -40,14 +39,14 @@ def _fingerprint(cfg) -> dict:
     def md5(path):
         return hashlib.md5(Path(path).read_bytes()).hexdigest()[:12] if Path(path).is_file() else None
 
-    best = sft.artifacts(cfg).best
+    best = sft_stage.artifacts(cfg).best
     return dict(vlm=md5(Path(resolve(cfg.vlm)) / "model.safetensors"),
                 sft_adapter=md5(best / "adapter_model.safetensors"))
 
 
 def _load(cfg, start: str = "sft"):
     t0 = time.perf_counter()
-    policy = rl.load_policy(cfg, start)
+    policy = a2c_stage.load_policy(cfg, start)
     return policy, time.perf_counter() - t0
 
 
@@ -56,16 +55,16 @@ def bench_rollout(a) -> dict:
     (model, processor, _), _ = _load(cfg, a.start)
     models.keep_4bit_trainable(model)
     model.eval()
-    items = rl.dataset_items(sft.toy_data(cfg).test)[: a.clips]
+    items = toy_split.dataset_items(toy_split.toy_data(cfg).test)[: a.clips]
     eos, pad = prompts.end_of_utterance_id(processor), processor.tokenizer.pad_token_id
-    head = rl.ValueHead(rl.hidden_size(model))
+    head = a2c.ValueHead(sampling.hidden_size(model))
     encoded = {size: [prompts.encode(processor, [it["images"] for it in items[s:s + size]])
                       for s in range(0, len(items), size)] for size in (a.batch, 1)}
 
     def batched(size):
         tokens = 0
         for s, x in zip(range(0, len(items), size), encoded[size]):
-            roll = rl.rollout(model, head, x, max_new_tokens=a.new_tokens, eos_ids=[eos],
+            roll = sampling.rollout(model, head, x, max_new_tokens=a.new_tokens, eos_ids=[eos],
                               pad_id=pad, temperature=1.0, generator=torch.Generator().manual_seed(s))
             tokens += int(roll.mask.sum())
         return tokens
@@ -105,32 +104,32 @@ def bench_a2c(a) -> dict:
     cfg = config.load()
     out = Path(a.out)
     (model, processor, reference), load_s = _load(cfg)
-    data = sft.toy_data(cfg)
-    train, test = rl.dataset_items(data.train), rl.dataset_items(data.test)
+    data = toy_split.toy_data(cfg)
+    train, test = toy_split.dataset_items(data.train), toy_split.dataset_items(data.test)
     from drivekit.rewards import ClipReward
 
     r1 = ClipReward.from_config(cfg)
-    reward = rl.make_reward(cfg, "action", a.alpha, a.beta, a.r2, clip_reward=r1)
-    eval_reward = reward if a.eval_r2 == a.r2 else rl.make_reward(cfg, "action", a.alpha, a.beta, a.eval_r2, clip_reward=r1)
+    reward = a2c_stage.make_reward(cfg, "action", a.alpha, a.beta, a.r2, clip_reward=r1)
+    eval_reward = reward if a.eval_r2 == a.r2 else a2c_stage.make_reward(cfg, "action", a.alpha, a.beta, a.eval_r2, clip_reward=r1)
     changes = {k: v for k, v in dict(steps=a.steps, lr=a.lr, batch_size=a.batch, kl_coef=a.kl,
                                       entropy_coef=a.entropy, temperature=a.temperature, reward_mode=a.mode,
                                       gamma=a.gamma, top_k=a.top_k, samples_per_clip=a.samples_per_clip,
                                       seed=a.seed, normalize_advantages=a.normalize, value_lr=a.value_lr,
                                       critic_warmup=a.critic_warmup).items()
                if v is not None}
-    a2c = rl.A2CConfig.tiny(**changes, alpha=a.alpha, beta=a.beta, r2=a.r2)
-    trainer = rl.build_trainer(cfg, train, reward, a2c, policy=(model, processor, reference), run_dir=out / "run")
+    settings = a2c.A2CConfig.tiny(**changes, alpha=a.alpha, beta=a.beta, r2=a.r2)
+    trainer = a2c_stage.build_trainer(cfg, train, reward, settings, policy=(model, processor, reference), run_dir=out / "run")
     t0 = time.perf_counter()
-    sft_rows = rl.predictions(trainer, test)
+    sft_rows = a2c_stage.predictions(trainer, test)
     eval_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     log = trainer.train(progress=not a.quiet)
     train_s = time.perf_counter() - t0
-    a2c_rows = rl.predictions(trainer, test)
-    sft.write_predictions(a2c_rows, out / "predictions.jsonl")
-    table = rl.compare({"SFT": sft_rows, "A2C": a2c_rows}, eval_reward)
+    a2c_rows = a2c_stage.predictions(trainer, test)
+    evaluation.write_predictions(a2c_rows, out / "predictions.jsonl")
+    table = evaluation.compare({"SFT": sft_rows, "A2C": a2c_rows}, eval_reward)
     print(table.round(4).to_string())
-    result = dict(kind="a2c", date=str(date.today()), models=_fingerprint(cfg), config=a2c.__dict__, alpha=a.alpha, beta=a.beta, r2=a.r2,
+    result = dict(kind="a2c", date=str(date.today()), models=_fingerprint(cfg), config=settings.__dict__, alpha=a.alpha, beta=a.beta, r2=a.r2,
                   eval_r2=a.eval_r2, n_train=len(train), n_test=len(test), table=table.round(4).to_dict(orient="index"),
                   train_seconds=round(train_s, 1), seconds_per_step=round(train_s / max(1, len(log)), 2),
                   eval_seconds=round(eval_s, 1), load_seconds=round(load_s, 1), skipped=int(log["skipped"].sum()),
@@ -163,9 +162,9 @@ def main() -> None:
     b.add_argument("--mode", choices=["incremental", "terminal"])
     b.add_argument("--seed", type=int, help="A2C seed (batches, sampling, value head)")
     b.add_argument("--normalize", action=argparse.BooleanOptionalAction, help="whiten advantages over the batch")
-    b.add_argument("--alpha", type=float, default=rl.A2CConfig.tiny().alpha)
-    b.add_argument("--beta", type=float, default=rl.A2CConfig.tiny().beta)
-    b.add_argument("--r2", default=rl.A2CConfig.tiny().r2)
+    b.add_argument("--alpha", type=float, default=a2c.A2CConfig.tiny().alpha)
+    b.add_argument("--beta", type=float, default=a2c.A2CConfig.tiny().beta)
+    b.add_argument("--r2", default=a2c.A2CConfig.tiny().r2)
     b.add_argument("--eval-r2", default="bleu", help="R2 variant of the reported test reward R")
     b.add_argument("--out", default=str(config.load().runs_dir / "a2c-bench"))
     b.add_argument("--quiet", action="store_true")

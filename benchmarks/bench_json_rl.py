@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from drivekit import config, json_stage, rl, sft
+from drivekit import a2c_stage, config, evaluation, json_reward, json_stage, sft_stage, toy_split
 from drivekit.rewards import ClipReward
 
 
@@ -45,28 +45,28 @@ def main() -> None:
     stage = json_stage.JsonStage()
     result = json_stage.artifacts(cfg)
     if not result.sft.complete():
-        sft.run(cfg, stage.sft_settings(cfg), result.sft.dir, progress=False, start=sft.ensure(cfg).best)
+        sft_stage.run(cfg, stage.sft_settings(cfg), result.sft.dir, progress=False, start=sft_stage.ensure(cfg).best)
     changes = {k: v for k, v in dict(seed=a.seed, steps=a.steps, lr=a.lr, critic_warmup=a.critic_warmup,
                                       value_lr=a.value_lr, kl_coef=a.kl, batch_size=a.batch,
                                       temperature=a.temperature, top_p=a.top_p,
                                       normalize_advantages=a.normalize).items() if v is not None}
     a2c = stage.a2c_config(cfg).replace(**changes)
-    reward = json_stage.json_reward(ClipReward.from_config(cfg), stage.alpha, stage.beta, stage.gamma, stage.r2)
-    data = sft.toy_data(cfg)
-    train, test = rl.dataset_items(data.train), rl.dataset_items(data.test)
+    reward = json_reward.json_reward(ClipReward.from_config(cfg), stage.alpha, stage.beta, stage.gamma, stage.r2)
+    data = toy_split.toy_data(cfg)
+    train, test = toy_split.dataset_items(data.train), toy_split.dataset_items(data.test)
     out = Path(a.out)
-    trainer = rl.build_trainer(cfg, train, reward, a2c, start=result.sft.best, run_dir=out / "run")
+    trainer = a2c_stage.build_trainer(cfg, train, reward, a2c, start=result.sft.best, run_dir=out / "run")
 
     def answers():
-        return rl.predictions(trainer, test, max_new_tokens=stage.max_new_tokens, target="json")
+        return a2c_stage.predictions(trainer, test, max_new_tokens=stage.max_new_tokens, target="json")
 
     sft_rows = answers()
     t0 = time.perf_counter()
     log = trainer.train(progress=False)
     train_s = time.perf_counter() - t0
     rl_rows = answers()
-    sft.write_predictions(rl_rows, out / "predictions.jsonl")
-    table = json_stage.compare({"SFT-JSON": sft_rows, "RL-JSON": rl_rows}, reward, json_names=["SFT-JSON", "RL-JSON"])
+    evaluation.write_predictions(rl_rows, out / "predictions.jsonl")
+    table = evaluation.compare({"SFT-JSON": sft_rows, "RL-JSON": rl_rows}, reward, json_names=["SFT-JSON", "RL-JSON"])
     print(table.round(4).to_string())
     policy = log[log["warmup"].eq(False)] if "warmup" in log else log  # the steps after the critic's warm-up
     bench = dict(date=str(date.today()), config=asdict(a2c), stage=asdict(stage), n_train=len(train),

@@ -1,6 +1,6 @@
 """Tiny-profile SFT quality: F1_act / F1_rsn (sample-level) on the toy test split (issue 3).
 
-Runs ``drivekit.sft.run`` with the tiny profile's default settings (the ones notebook 02 uses) into
+Runs ``drivekit.sft_stage.run`` with the tiny profile's default settings (the ones notebook 02 uses) into
 its own folder and prints the scores, the share of unparseable answers and the timings.
 
     python benchmarks/bench_sft.py [--seed 0 1 2] [--epochs E] [--lr LR] [--threads N]
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from drivekit import config, sft
+from drivekit import config, sft, sft_stage
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     for seed in a.seed:
         settings = sft.settings_for(cfg, seed=seed, **changes)
         t0 = time.perf_counter()
-        result = sft.run(cfg, settings, a.out / f"seed{seed}", progress=False)
+        result = sft_stage.run(cfg, settings, a.out / f"seed{seed}", progress=False)
         s = json.loads(result.summary.read_text())
         print(f"seed {seed}: F1_act {s['f1_act']:.4f}  F1_rsn {s['f1_rsn']:.4f}  pair F1 {s['report']['pair_f1']:.4f}  "
               f"unparseable {s['unparseable']}/{s['n_test']}  best step {s['best_step']}  "

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Subset
 from transformers import Trainer, TrainingArguments
 
-from drivekit import config, models, sft
+from drivekit import config, models, sft, toy_split
 
 
 def drivekit_loop(cfg, settings, data, steps: int) -> float:
@@ -58,7 +58,7 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     cfg = config.load("tiny")
     settings = replace(sft.settings_for(cfg), val_size=8, eval_batch_size=8)
-    data = sft.toy_data(cfg, settings.val_size)
+    data = toy_split.toy_data(cfg, settings.val_size)
     a.steps = min(a.steps, len(data.train) // settings.batch_size)
     ratios = []
     for repeat in range(a.repeats):

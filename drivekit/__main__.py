@@ -8,6 +8,7 @@ COMMANDS = {  # command -> (module with main(argv), what it does)
     "generate": ("drivekit.synthetic", "write the synthetic BDD-OIA-format dataset"),
     "build-vlm": ("drivekit.zoo", "build and pretrain the tiny SmolVLM-architecture model"),
     "build-clip": ("drivekit.clip", "train the tiny driving-domain CLIP"),
+    "sft": ("drivekit.sft_stage", "QLoRA SFT on the toy split, then predictions on its test part"),
     "reproduce": ("drivekit.reproduce", "run notebooks 00-06 headless and regenerate figures/"),
 }
 

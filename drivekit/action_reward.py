@@ -274,6 +274,12 @@ def _take(value, index: list[int]):
     return value
 
 
+def reward_columns(items: Sequence[Mapping], skip: Sequence[str] = ("frames", "images")) -> dict:
+    """trl-style batch columns (``{column: [value per item]}``) of a batch of items, without the images."""
+    keys = [k for k in items[0] if k not in skip] if items else []
+    return {k: [item.get(k) for item in items] for k in keys}
+
+
 @dataclass
 class RewardResult:
     """Per completion: the weighted ``total`` and each component's score (after cleaning)."""
@@ -282,6 +288,15 @@ class RewardResult:
     components: dict[str, np.ndarray]
     nonfinite: dict[str, int] = field(default_factory=dict)
     empty: int = 0
+
+    def summary(self) -> dict:
+        """Batch means of the total (``reward``) and of each component (``reward_<name>``), each
+        component's spread (``spread_<name>``: 0 means a saturated term, no learning signal), and the
+        counts of non-finite scores and empty completions."""
+        return {"reward": float(np.mean(self.total)) if len(self.total) else 0.0,
+                **{f"reward_{k}": float(np.mean(v)) for k, v in self.components.items()},
+                **{f"spread_{k}": float(np.std(v)) for k, v in self.components.items()},
+                "nonfinite": int(sum(self.nonfinite.values())), "empty": int(self.empty)}
 
 
 class WeightedReward:

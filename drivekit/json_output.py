@@ -9,17 +9,23 @@ Actions and reasons are restricted to the taxonomy's phrases (enums in the JSON 
 drives constrained decoding). ``structure_score`` grades a text level by level (the R3 reward):
 strict JSON object -> required fields with the right types -> values in the taxonomy -> reasons
 consistent with the chosen actions -> a non-empty justification; each level gives partial credit.
+
+A clip's JSON target (:func:`json_target_for`) takes its ``scene`` text from the synthetic
+descriptions (:func:`scene_texts`) or, for data without them, writes one from the labels.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .config import Config
 from .formats import Parsed
+from .synthetic import read_scenes
 from .taxonomy import ACTION_OF_REASON, ACTION_PHRASES, N_ACTIONS, N_REASONS, REASON_PHRASES
 
 MAX_TEXT = 400  # characters of scene / justification: bounds what constrained decoding can generate
@@ -61,6 +67,27 @@ def json_target(actions, reasons, scene: str) -> str:
         justification=justification(actions, reasons),
     )
     return decision.model_dump_json()
+
+
+def scene_texts(cfg: Config) -> dict[str, str]:
+    """The ``scene`` text of each clip's JSON target: the synthetic description (``scenes.jsonl``).
+
+    Real BDD-OIA has no descriptions; there :func:`label_scene` writes one from the labels.
+    """
+    path = cfg.data_root / "scenes.jsonl"
+    return {r["file_name"]: r["description"] for r in read_scenes(cfg.data_root)} if path.exists() else {}
+
+
+def label_scene(reasons) -> str:
+    """A scene sentence from the reason labels, for data without descriptions."""
+    seen = [REASON_PHRASES[i].lower() for i in np.flatnonzero(reasons)]
+    return f"The scene shows: {', '.join(seen)}." if seen else "A road scene."
+
+
+def json_target_for(item: Mapping, scenes: Mapping[str, str]) -> str:
+    """The JSON target of a dataset item (``name``, ``actions``, ``reasons``)."""
+    actions, reasons = np.asarray(item["actions"]), np.asarray(item["reasons"])
+    return json_target(actions, reasons, scenes.get(item["name"]) or label_scene(reasons))
 
 
 def load_object(text) -> tuple[dict | None, str | None]:

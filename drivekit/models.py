@@ -11,9 +11,13 @@ model, built on first use, see ``drivekit.zoo``) or a ``Config``; every one of t
   only its parameters train. ``adapter`` loads a saved adapter instead (``trainable`` to go on
   training it, e.g. for RL after SFT).
 - ``gradient_checkpointing``: recompute activations in the backward pass to save memory.
+
+Adapter helpers for RL: :func:`trainable_parameters`, :func:`zero_dropout`, :func:`reference_policy`
+(run the frozen SFT adapter as π_ref) and :func:`load_adapter_weights`.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,3 +141,61 @@ def keep_4bit_trainable(model: torch.nn.Module) -> int:
             module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
                 module.weight.data, state)
     return seen
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapters during RL
+# ---------------------------------------------------------------------------------------------
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The LoRA parameters of ``model``; every other parameter is frozen (only LoRA may update)."""
+    params = []
+    for name, p in model.named_parameters():
+        if "lora_" in name and p.requires_grad:
+            params.append(p)
+        else:
+            p.requires_grad_(False)
+    if not params:
+        raise ValueError("the model has no trainable LoRA parameters: wrap it with peft (e.g. drivekit.models.load_vlm)")
+    return params
+
+
+def zero_dropout(model: torch.nn.Module) -> None:
+    """RL samples and scores with the same network: no dropout (LoRA dropout included)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+@contextmanager
+def reference_policy(model: torch.nn.Module, adapter: str | None):
+    """Run ``model`` as the reference policy: the frozen ``adapter`` active, or (None) all adapters disabled."""
+    if not hasattr(model, "peft_config"):
+        yield
+        return
+    if adapter is None:
+        with model.disable_adapter():
+            yield
+        return
+    active = model.active_adapter
+    model.set_adapter(adapter, inference_mode=True)
+    try:
+        yield
+    finally:
+        model.set_adapter(active)  # re-enables gradients on the trained adapter, freezes the reference
+
+
+def load_adapter_weights(model: torch.nn.Module, folder: str | Path, adapter: str | None = None) -> None:
+    """Copy the adapter weights saved in ``folder`` (peft layout) into ``model``'s ``adapter`` (default: active)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"no adapter weights in {folder}")
+    adapter = adapter or model.active_adapter
+    result = set_peft_model_state_dict(model, load_file(weights), adapter_name=adapter)
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if unexpected:
+        raise ValueError(f"{len(unexpected)} adapter weights in {folder} do not fit the model, e.g. {unexpected[:3]}")
+

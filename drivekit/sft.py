@@ -10,41 +10,30 @@ steps, saves an adapter checkpoint at each validation (``checkpoint-<step>``, as
 checkpoint-120) and keeps the one with the lowest validation loss as ``best``. Evaluation
 generates greedily on the toy test split and parses each answer with ``formats.parse_text``.
 
-Artifacts, under ``cfg.runs_dir / "sft"``: ``best/`` (adapter), ``checkpoint-<step>/``,
-``loss_log.csv`` (step, epoch, lr, train_loss, val_loss), ``predictions.jsonl`` (one row per test
-clip: file_name, text, actions_pred, reasons_pred, actions_true, reasons_true, ok, problems) and
-``summary.json`` (settings, best step, scores, timings). ``ensure(cfg)`` trains them when missing.
-
-Command line: ``python -m drivekit.sft [--profile paper] [--out DIR]``, or
-``accelerate launch -m drivekit.sft ...`` on several GPUs.
+The stage around this loop (toy split in, run directory out, command line) is
+:mod:`drivekit.sft_stage`.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import shutil
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
-from . import metrics, prompts
-from .bddoia import BDDOIADataset, read_splits
-from .config import Config, load
-from .formats import parse_text, target_text
-from .json_output import parse_json
-from .json_stage import json_target_for, scene_texts
-from .models import LoraSettings, keep_4bit_trainable, load_vlm
-from .synthetic import ensure_dataset
-from .toy_split import load_or_make_toy_split
+from . import prompts
+from .config import Config
+from .evaluation import prediction_row
+from .formats import target_text
+from .json_output import json_target_for
+from .models import LoraSettings, keep_4bit_trainable
 
 
 @dataclass(frozen=True)
@@ -91,34 +80,11 @@ def settings_for(cfg: Config, **changes) -> SFTSettings:
 
 
 # ---------------------------------------------------------------------------------------------
-# Data
+# Targets and batches
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class ToyData:
-    """The toy split as datasets: ``train`` (the 1/8 subset), ``val`` (other train clips), ``test``."""
-
-    train: BDDOIADataset
-    val: BDDOIADataset
-    test: BDDOIADataset
-
-
-def toy_data(cfg: Config, val_size: int = 64) -> ToyData:
-    """The toy split of ``cfg.data_root`` (synthetic clips generated first in the tiny profile)."""
-    if cfg.synthetic:
-        ensure_dataset(cfg)
-    samples = [s for labels in read_splits(cfg.data_root).values() for s in labels.samples]
-    split = load_or_make_toy_split(cfg, samples)
-    unused = sorted(set(split.train_full) - set(split.train))
-    picked = np.random.default_rng(cfg.seed).permutation(len(unused))[:val_size]
-    by_name = {s.name: s for s in samples}
-    val = [by_name[unused[i]] for i in sorted(picked)]
-    return ToyData(*(BDDOIADataset(cfg.data_root, samples=part) for part in
-                     (split.subset(samples, "train"), val, split.subset(samples, "test"))))
-
-
 def target_for(item: dict, target: str = "plain", scenes: dict[str, str] | None = None) -> str:
     """The training target of a dataset item: the plain Stage-2 text, or the Stage-3 JSON object
-    (its ``scene`` from ``scenes``, the clips' descriptions; see ``json_stage.json_target_for``)."""
+    (its ``scene`` from ``scenes``, the clips' descriptions; see ``json_output.json_target_for``)."""
     if target == "json":
         return json_target_for(item, scenes or {})
     return target_text(np.asarray(item["actions"]), np.asarray(item["reasons"]))
@@ -240,15 +206,6 @@ def best_step(log: pd.DataFrame) -> int:
 # ---------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------
-def prediction_row(name: str, text: str, actions, reasons, target: str = "plain") -> dict:
-    """One predictions.jsonl row: the generated text, its parsed labels and the truth. ``ok`` is
-    False when the text did not parse cleanly (for JSON: not strict, schema-valid JSON)."""
-    parsed = parse_json(text) if target == "json" else parse_text(text)
-    return dict(file_name=name, text=text, actions_pred=parsed.actions.tolist(), reasons_pred=parsed.reasons.tolist(),
-                actions_true=[int(v) for v in actions], reasons_true=[int(v) for v in reasons],
-                ok=parsed.ok, problems=parsed.problems)
-
-
 def predict(model, processor, dataset, settings: SFTSettings, progress: bool = True,
             constraint=None) -> list[dict]:
     """Batched greedy generation on ``dataset``, parsed back to labels (never raises on garbage).
@@ -267,117 +224,3 @@ def predict(model, processor, dataset, settings: SFTSettings, progress: bool = T
         rows += [prediction_row(item["name"], text, item["actions"], item["reasons"], settings.target)
                  for item, text in zip(items, texts)]
     return rows
-
-
-def write_predictions(rows: list[dict], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        f.writelines(json.dumps(row) + "\n" for row in rows)
-    return path
-
-
-def read_predictions(path: str | Path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f]
-
-
-def score(rows: list[dict]) -> dict:
-    """``metrics.report`` of the predictions, plus how many answers did not parse cleanly."""
-    matrix = {key: np.array([row[key] for row in rows]) for key in
-              ("actions_true", "actions_pred", "reasons_true", "reasons_pred")}
-    report = metrics.report(matrix["actions_true"], matrix["actions_pred"], matrix["reasons_true"],
-                            matrix["reasons_pred"])
-    report["unparseable"] = sum(not row["ok"] for row in rows)
-    return report
-
-
-# ---------------------------------------------------------------------------------------------
-# Artifacts
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SFTArtifacts:
-    """Where one SFT run keeps its outputs."""
-
-    dir: Path
-    best: Path = field(init=False)
-    predictions: Path = field(init=False)
-    loss_log: Path = field(init=False)
-    summary: Path = field(init=False)
-
-    def __post_init__(self):
-        for name, file in (("best", "best"), ("predictions", "predictions.jsonl"), ("loss_log", "loss_log.csv"),
-                           ("summary", "summary.json")):
-            object.__setattr__(self, name, Path(self.dir) / file)
-
-    def complete(self) -> bool:
-        return all(p.exists() for p in (self.best, self.predictions, self.loss_log, self.summary))
-
-
-def artifacts(cfg: Config) -> SFTArtifacts:
-    return SFTArtifacts(cfg.runs_dir / "sft")
-
-
-def write_summary(result: SFTArtifacts, cfg: Config, settings: SFTSettings, log: pd.DataFrame, rows: list[dict],
-                  **extra) -> dict:
-    """``summary.json``: profile, model, settings, best step, scores (plus ``extra``, e.g. timings)."""
-    scores = score(rows)
-    summary = dict(profile=cfg.profile, vlm=cfg.vlm, settings=asdict(settings), best_step=best_step(log),
-                   n_test=len(rows), f1_act=scores["actions"]["f1_all"], f1_rsn=scores["reasons"]["f1_all"],
-                   unparseable=scores["unparseable"], **extra, report=scores)
-    result.summary.write_text(json.dumps(summary, indent=1))
-    return summary
-
-
-def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str | Path | None = None,
-        progress: bool = True, start: str | Path | None = None) -> SFTArtifacts:
-    """Fine-tune on the toy train subset, evaluate on the toy test split, write every artifact.
-
-    ``start``: a saved adapter to train further (the JSON stage starts from the plain SFT's);
-    default a new LoRA adapter with ``settings.lora``.
-    """
-    cfg = cfg or load()
-    settings = settings or settings_for(cfg)
-    result = SFTArtifacts(Path(out)) if out else artifacts(cfg)
-    data = toy_data(cfg, settings.val_size)
-    state = PartialState()
-    t0 = time.perf_counter()
-    adapter = dict(lora=settings.lora) if start is None else dict(adapter=start, trainable=True)
-    model, processor = load_vlm(cfg, gradient_checkpointing=settings.gradient_checkpointing, device=state.device,
-                                seed=settings.seed, **adapter)
-    scenes = scene_texts(cfg) if settings.target == "json" else None
-    log = train(model, processor, data.train, data.val, settings, result.dir, progress, scenes)
-    t1 = time.perf_counter()
-    if state.is_main_process:
-        rows = predict(model, processor, data.test, settings, progress)
-        write_predictions(rows, result.predictions)
-        write_summary(result, cfg, settings, log, rows, n_train=len(data.train), n_val=len(data.val),
-                      train_seconds=round(t1 - t0, 1), predict_seconds=round(time.perf_counter() - t1, 1))
-    return result
-
-
-def ensure(cfg: Config | None = None) -> SFTArtifacts:
-    """The SFT artifacts of ``cfg`` (default settings), trained through ``run`` when missing."""
-    cfg = cfg or load()
-    result = artifacts(cfg)
-    return result if result.complete() else run(cfg)
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="QLoRA SFT on the toy split, then predictions on its test part.")
-    p.add_argument("--profile", help="tiny or paper (default: $DRIVEKIT_PROFILE, else tiny)")
-    p.add_argument("--out", type=Path, help="output directory (default: <runs>/sft)")
-    p.add_argument("--epochs", type=float)
-    p.add_argument("--lr", type=float)
-    a = p.parse_args(argv)
-    cfg = load(a.profile)
-    changes = {k: v for k, v in (("epochs", a.epochs), ("lr", a.lr)) if v is not None}
-    result = run(cfg, settings_for(cfg, **changes), a.out)
-    if result.summary.exists():
-        s = json.loads(result.summary.read_text())
-        print(f"{result.dir}: F1_act {s['f1_act']:.3f}  F1_rsn {s['f1_rsn']:.3f}  unparseable {s['unparseable']}  "
-              f"best step {s['best_step']}")
-
-
-if __name__ == "__main__":
-    main()

@@ -5,6 +5,9 @@ scikit-learn's stratified splitters do) and a seeded shuffle inside each action.
 ``sklearn.model_selection.train_test_split(stratify=...)`` it accepts actions with a single
 sample (it goes to the train part) and keeps at least one sample of every action of the train
 part in the 1/8 subset.
+
+:func:`toy_data` gives the split as torch datasets (train = the 1/8, val = other train clips, test),
+the data every training stage reads.
 """
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .bddoia import Sample, read_splits
+from .bddoia import BDDOIADataset, Sample, read_splits
 from .config import Config
+from .synthetic import ensure_dataset
 from .taxonomy import ACTION_KEYS, N_ACTIONS
 
 
@@ -134,3 +138,34 @@ def load_or_make_toy_split(cfg: Config, samples: Sequence[Sample] | None = None,
     split = make_toy_split(samples, seed=seed)
     split.save(path)
     return split
+
+
+# ---------------------------------------------------------------------------------------------
+# The split as datasets
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ToyData:
+    """The toy split as datasets: ``train`` (the 1/8 subset), ``val`` (other train clips), ``test``."""
+
+    train: BDDOIADataset
+    val: BDDOIADataset
+    test: BDDOIADataset
+
+
+def toy_data(cfg: Config, val_size: int = 64) -> ToyData:
+    """The toy split of ``cfg.data_root`` (synthetic clips generated first in the tiny profile)."""
+    if cfg.synthetic:
+        ensure_dataset(cfg)
+    samples = [s for labels in read_splits(cfg.data_root).values() for s in labels.samples]
+    split = load_or_make_toy_split(cfg, samples)
+    unused = sorted(set(split.train_full) - set(split.train))
+    picked = np.random.default_rng(cfg.seed).permutation(len(unused))[:val_size]
+    by_name = {s.name: s for s in samples}
+    val = [by_name[unused[i]] for i in sorted(picked)]
+    return ToyData(*(BDDOIADataset(cfg.data_root, samples=part) for part in
+                     (split.subset(samples, "train"), val, split.subset(samples, "test"))))
+
+
+def dataset_items(dataset) -> list[dict]:
+    """The items of a ``BDDOIADataset`` (``name``, ``images``, ``actions``, ``reasons``), loaded once."""
+    return [dataset[i] for i in range(len(dataset))]

@@ -3,7 +3,7 @@
 :func:`reward_panel` shows sliders for α (R1 weight), β (R2 weight), γ (the discount; in the
 JSON stage the R3 weight, via ``gamma_label`` / ``gamma_range``), the learning rate and the number
 of steps, and a button. A click calls ``run(alpha=, beta=, gamma=, lr=,
-steps=)`` (e.g. :class:`drivekit.rl.ShortRuns`), which trains a short run and returns its log,
+steps=)`` (e.g. :class:`drivekit.a2c_stage.ShortRuns`), which trains a short run and returns its log,
 and redraws the curves. ``panel.train()`` does the same without a click, so a notebook executed
 headless (nbval) runs the default configuration and shows its curves in the cell's output.
 """
@@ -81,11 +81,11 @@ def reward_panel(run: Callable[..., pd.DataFrame], plot: Callable[[dict[str, pd.
     """Sliders for α, β, γ, learning rate and steps, and a button that trains ``run`` and redraws.
 
     ``plot`` maps ``{run label: log}`` to a figure (default: the Fig. 3-style curves of
-    :func:`drivekit.rl.curves` through :func:`drivekit.plots.plot_loss_curves`).
+    :func:`drivekit.a2c_stage.curves` through :func:`drivekit.plots.plot_loss_curves`).
     """
     if plot is None:
+        from .a2c_stage import curves
         from .plots import plot_loss_curves
-        from .rl import curves
 
         def plot(logs):
             return plot_loss_curves({name: curves(log) for name, log in logs.items()}, title="A2C runs")

@@ -1,18 +1,18 @@
 import numpy as np
 import torch
 
-from drivekit import json_output, prompts, synthetic, zoo
+from drivekit import json_output, prompts, render, scene, zoo
 from drivekit.constrained import JsonConstraint
 
 
 def test_constrained_decoding_gives_only_valid_json():
     """Even an untrained model (random weights) produces parseable, schema-valid JSON under the constraint."""
     rng = np.random.default_rng(0)
-    scenes = [synthetic.sample_scene(rng) for _ in range(20)]
-    model, processor = zoo.untrained(zoo.corpus([synthetic.describe(s) for s in scenes]),
+    scenes = [scene.sample_scene(rng) for _ in range(20)]
+    model, processor = zoo.untrained(zoo.corpus([scene.describe(s) for s in scenes]),
                                      zoo.TinySpec(text_layers=1, vision_layers=1))
     model.eval()
-    clips = [synthetic.render_clip(s, 2, (96, 96), seed=i) for i, s in enumerate(scenes[:4])]
+    clips = [render.render_clip(s, 2, (96, 96), seed=i) for i, s in enumerate(scenes[:4])]
     constraint = JsonConstraint(processor.tokenizer, model.config.text_config.vocab_size)
     torch.manual_seed(0)
     texts = prompts.generate(model, processor, clips, max_new_tokens=1200, do_sample=True,

@@ -1,4 +1,4 @@
-"""A2C (drivekit.rl) on a tiny randomly initialised Idefics3 model with LoRA."""
+"""A2C (drivekit.a2c, drivekit.sampling, drivekit.token_rewards) on a tiny randomly initialised Idefics3 model with LoRA."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import Idefics3Config, Idefics3ForConditionalGeneration
 
-from drivekit import rl
+from drivekit import a2c, sampling, token_rewards
 from drivekit.action_reward import WeightedReward
 
 PAD, EOS, BOS, IMAGE, FAKE, ASSISTANT = 0, 1, 2, 3, 4, 5
@@ -63,9 +63,9 @@ def hit(completions, **batch):
 
 
 def trainer(model=None, reward=None, run_dir=None, **changes):
-    cfg = rl.A2CConfig(steps=30, batch_size=8, lr=1e-2, value_lr=1e-2, max_new_tokens=5, reward_mode="terminal",
+    cfg = a2c.A2CConfig(steps=30, batch_size=8, lr=1e-2, value_lr=1e-2, max_new_tokens=5, reward_mode="terminal",
                        prefix_every="token").replace(**changes)
-    return rl.A2CTrainer(model or tiny_policy(), clips(), make_inputs, decode,
+    return a2c.A2CTrainer(model or tiny_policy(), clips(), make_inputs, decode,
                          reward or WeightedReward({"hit": (1.0, hit)}), cfg, eos_ids=[EOS], pad_id=PAD,
                          run_dir=run_dir)
 
@@ -76,31 +76,31 @@ def trainer(model=None, reward=None, run_dir=None, **changes):
 def test_returns_and_advantages_by_hand():
     rewards = torch.tensor([[0.0, 0.5, 1.0], [2.0, 9.0, 9.0]])  # row 1 has one real token; 9s are padding
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
-    returns = rl.discounted_returns(rewards, mask, gamma=0.9)
+    returns = a2c.discounted_returns(rewards, mask, gamma=0.9)
     # G_2 = 1; G_1 = 0.5 + 0.9 * 1 = 1.4; G_0 = 0 + 0.9 * 1.4 = 1.26
     assert torch.allclose(returns, torch.tensor([[1.26, 1.4, 1.0], [2.0, 0.0, 0.0]]))
     values = torch.tensor([[0.2, 0.4, 0.6], [1.0, 5.0, 5.0]], requires_grad=True)
-    adv = rl.advantages(returns, values, mask)
+    adv = a2c.advantages(returns, values, mask)
     assert torch.allclose(adv, torch.tensor([[1.06, 1.0, 0.4], [1.0, 0.0, 0.0]]))
     assert not adv.requires_grad  # the critic is not trained through the advantage
-    whitened = rl.advantages(returns, values, mask, normalize=True)
+    whitened = a2c.advantages(returns, values, mask, normalize=True)
     real = whitened[mask.bool()]
     assert abs(real.mean().item()) < 1e-5 and abs(real.std().item() - 1) < 1e-3
 
 
 def test_returns_without_discount_are_reward_to_go():
     rewards = torch.tensor([[1.0, -2.0, 3.0, 0.5]])
-    returns = rl.discounted_returns(rewards, torch.ones(1, 4), gamma=1.0)
+    returns = a2c.discounted_returns(rewards, torch.ones(1, 4), gamma=1.0)
     assert torch.allclose(returns, torch.tensor([[2.5, 1.5, 3.5, 0.5]]))
 
 
 def test_incremental_rewards_telescope_to_the_final_reward():
     prefix_values = [0.1, 0.35, -0.2, 0.7]  # R(T_k) at the evaluated prefixes
     ends = [2, 3, 5, 7]
-    r = rl.incremental_rewards(prefix_values, ends, 7)
+    r = token_rewards.incremental_rewards(prefix_values, ends, 7)
     assert r.shape == (7,) and r.sum() == pytest.approx(0.7)
     assert np.allclose(r, [0, 0.1, 0.25, 0, -0.55, 0, 0.9])
-    returns = rl.discounted_returns(torch.from_numpy(r)[None].float(), torch.ones(1, 7), gamma=1.0)
+    returns = a2c.discounted_returns(torch.from_numpy(r)[None].float(), torch.ones(1, 7), gamma=1.0)
     assert returns[0, 0].item() == pytest.approx(0.7)  # G_0 = R(T) with γ = 1
 
 
@@ -108,9 +108,9 @@ def test_prefix_ends_at_word_boundaries():
     pieces = {1: "Action", 2: ":", 3: " Move", 4: " forward", 5: ";", 6: " Reason", 9: ""}
     dec = lambda ids: "".join(pieces[i] for i in ids)  # noqa: E731
     ids = [1, 2, 3, 4, 5, 6, 9]
-    assert rl.prefix_ends(ids, dec, "word") == [2, 3, 5, 7]  # "Action:", "Action: Move", "...forward;", end
-    assert rl.prefix_ends(ids, dec, "token") == list(range(1, 8))
-    assert rl.prefix_ends([], dec) == []
+    assert token_rewards.prefix_ends(ids, dec, "word") == [2, 3, 5, 7]  # "Action:", "Action: Move", "...forward;", end
+    assert token_rewards.prefix_ends(ids, dec, "token") == list(range(1, 8))
+    assert token_rewards.prefix_ends([], dec) == []
 
 
 def test_incremental_step_rewards_sum_to_terminal_reward():
@@ -119,10 +119,10 @@ def test_incremental_step_rewards_sum_to_terminal_reward():
         return [len(t.split()) / 5 for t in completions]
 
     t = trainer(reward=WeightedReward({"len": (1.0, length_reward)}), reward_mode="incremental", prefix_every="word")
-    roll = rl.rollout(t.model, None, make_inputs(clips(4)), max_new_tokens=6, eos_ids=[EOS], pad_id=PAD,
+    roll = sampling.rollout(t.model, None, make_inputs(clips(4)), max_new_tokens=6, eos_ids=[EOS], pad_id=PAD,
                       generator=torch.Generator().manual_seed(0))
     rewards, info = t.token_rewards(roll, {"file_name": ["a", "b", "c", "d"]})
-    texts = rl.completion_texts(roll.tokens, roll.mask, decode)
+    texts = sampling.completion_texts(roll.tokens, roll.mask, decode)
     assert torch.allclose(rewards.sum(1), torch.tensor([len(x.split()) / 5 for x in texts]))
     assert info["reward"] == pytest.approx(np.mean([len(x.split()) / 5 for x in texts]))
 
@@ -131,14 +131,14 @@ def test_incremental_step_rewards_sum_to_terminal_reward():
 # Value head, rollouts
 # ---------------------------------------------------------------------------------------------
 def test_value_head_shapes_and_saving(tmp_path):
-    head = rl.ValueHead(32, width=16)
+    head = a2c.ValueHead(32, width=16)
     h = torch.randn(3, 5, 32)
     assert head(h).shape == (3, 5)
     assert head(h[:, 0]).shape == (3,)
     assert torch.all(head(h) == 0)  # starts at V = 0
     torch.nn.init.normal_(head.net[-1].weight)
     head.save(tmp_path)
-    again = rl.ValueHead.load(tmp_path)
+    again = a2c.ValueHead.load(tmp_path)
     assert torch.allclose(again(h), head(h))
 
 
@@ -152,20 +152,20 @@ def test_a_fresh_value_head_comes_from_the_run_seed():
 @pytest.mark.parametrize("top_k, top_p", [(0, 1.0), (5, 0.9)])
 def test_rollout_logprobs_match_a_teacher_forced_forward(top_k, top_p):
     model = tiny_policy()
-    head = rl.ValueHead(32, 16)
+    head = a2c.ValueHead(32, 16)
     torch.nn.init.normal_(head.net[-1].weight)
-    roll = rl.rollout(model, head, make_inputs(clips(4)), max_new_tokens=6, eos_ids=[EOS], pad_id=PAD,
+    roll = sampling.rollout(model, head, make_inputs(clips(4)), max_new_tokens=6, eos_ids=[EOS], pad_id=PAD,
                       temperature=0.8, top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(0))
     assert roll.tokens.shape == roll.mask.shape == roll.logprobs.shape == roll.values.shape == (4, roll.tokens.shape[1])
     assert not (roll.tokens == IMAGE).any()  # the image token is never sampled
-    logp, entropy, values, _ = rl.score_tokens(model, head, roll.prompt, roll.tokens, roll.mask, temperature=0.8,
+    logp, entropy, values, _ = sampling.score_tokens(model, head, roll.prompt, roll.tokens, roll.mask, temperature=0.8,
                                             top_k=top_k, top_p=top_p)
     m = roll.mask
     assert torch.allclose(logp[m], roll.logprobs[m], atol=1e-5)
     assert torch.allclose(entropy[m], roll.entropy[m], atol=1e-4)
     assert torch.allclose(values[m], roll.values[m], atol=1e-5)
     if top_k:  # log-probs of the cut distribution the tokens were drawn from
-        full = rl.score_tokens(model, head, roll.prompt, roll.tokens, roll.mask, temperature=0.8).logp
+        full = sampling.score_tokens(model, head, roll.prompt, roll.tokens, roll.mask, temperature=0.8).logp
         assert (logp[m] >= full[m] - 1e-6).all() and (entropy[m] <= math.log(top_k) + 1e-5).all()
 
 
@@ -173,10 +173,10 @@ def test_greedy_batched_rollout_matches_generate_and_single_rows():
     model = tiny_policy().eval()
     items = clips(3)
     inputs = make_inputs(items, extra_text=[0, 2, 4])  # left-padded prompts of different lengths
-    batched = rl.rollout(model, None, inputs, max_new_tokens=6, eos_ids=[EOS], pad_id=PAD, temperature=0)
+    batched = sampling.rollout(model, None, inputs, max_new_tokens=6, eos_ids=[EOS], pad_id=PAD, temperature=0)
     for i in range(3):
         single = make_inputs(items[i:i + 1], extra_text=[[0, 2, 4][i]])
-        alone = rl.rollout(model, None, single, max_new_tokens=6, eos_ids=[EOS], pad_id=PAD, temperature=0)
+        alone = sampling.rollout(model, None, single, max_new_tokens=6, eos_ids=[EOS], pad_id=PAD, temperature=0)
         reference = model.generate(**single, max_new_tokens=6, do_sample=False, eos_token_id=EOS, pad_token_id=PAD,
                                    suppress_tokens=[IMAGE])[0, single["input_ids"].shape[1]:]
         n = int(alone.mask[0].sum())
@@ -186,11 +186,11 @@ def test_greedy_batched_rollout_matches_generate_and_single_rows():
 
 def test_top_k_and_top_p_sampling_stay_in_the_nucleus():
     logits = torch.tensor([[3.0, 2.9, 0.0, -1.0, -2.0]]).repeat(200, 1)
-    tokens = rl.sample_tokens(logits, temperature=1.0, top_p=0.5, generator=torch.Generator().manual_seed(0))
+    tokens = sampling.sample_tokens(logits, temperature=1.0, top_p=0.5, generator=torch.Generator().manual_seed(0))
     assert set(tokens.tolist()) <= {0, 1}
-    tokens = rl.sample_tokens(logits, temperature=1.0, top_k=3, generator=torch.Generator().manual_seed(0))
+    tokens = sampling.sample_tokens(logits, temperature=1.0, top_k=3, generator=torch.Generator().manual_seed(0))
     assert set(tokens.tolist()) == {0, 1, 2}
-    assert rl.sample_tokens(logits[:1], temperature=0, top_p=1.0).item() == 0
+    assert sampling.sample_tokens(logits[:1], temperature=0, top_p=1.0).item() == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,7 +243,7 @@ def test_critic_warmup_trains_the_value_head_alone():
 def test_a_new_run_replaces_an_old_log(tmp_path):
     for steps in (3, 2):
         trainer(run_dir=tmp_path, steps=steps).train(progress=False)
-    assert (tmp_path / rl.LOG_FILE).read_text().count("\n") == 2
+    assert (tmp_path / a2c.LOG_FILE).read_text().count("\n") == 2
 
 def test_single_pass_equals_two_pass():
     """Gradients from the rollout's own graph equal those of the teacher-forced forward."""
@@ -318,7 +318,7 @@ def test_checkpoint_and_resume_continue_the_same_run(tmp_path):
     first.train(progress=False)
     assert [p.name for p in tmp_path.glob("checkpoint-*")] == ["checkpoint-000002"]
     saved = tmp_path / "checkpoint-000002"
-    assert (saved / "adapter_model.safetensors").is_file() and (saved / rl.VALUE_HEAD_WEIGHTS).is_file()
+    assert (saved / "adapter_model.safetensors").is_file() and (saved / a2c.VALUE_HEAD_WEIGHTS).is_file()
 
     resumed = trainer(model=tiny_policy(seed=5), reward=reward, run_dir=tmp_path, steps=4)
     assert resumed.resume() and resumed.step_count == 2
@@ -327,7 +327,7 @@ def test_checkpoint_and_resume_continue_the_same_run(tmp_path):
     expected = straight.log_frame()
     for key in ("reward", "policy_loss", "value_loss"):
         assert np.allclose(log[key], expected[key], rtol=1e-4, atol=1e-6), key
-    assert (tmp_path / rl.LOG_FILE).read_text().count("\n") == 4
+    assert (tmp_path / a2c.LOG_FILE).read_text().count("\n") == 4
 
 
 def test_reward_panel_trains_and_redraws():
@@ -358,5 +358,5 @@ def test_batches_are_seeded_by_step_and_can_repeat_clips():
     names = [item["file_name"] for item in t.batch(0)]
     assert len(names) == 8 and len(set(names)) == 2 and names[:4] == [names[0]] * 4
     assert [i["file_name"] for i in t.batch(3)] == [i["file_name"] for i in trainer(batch_size=8, samples_per_clip=4).batch(3)]
-    epoch = [i for step in range(4) for i in rl.batch_indices(16, 4, step, seed=0)]
+    epoch = [i for step in range(4) for i in a2c.batch_indices(16, 4, step, seed=0)]
     assert sorted(epoch) == list(range(16))  # one pass over the clips per epoch

@@ -4,6 +4,8 @@ import json
 import numpy as np
 import pytest
 
+from drivekit import render
+from drivekit import scene as G
 from drivekit import synthetic as S
 from drivekit.taxonomy import N_ACTIONS, N_REASONS
 
@@ -45,9 +47,9 @@ def test_labels_rederived_from_scenes_equal_written_labels(small):
     records = S.read_scenes(small)
     assert {r["file_name"] for r in records} == set(labels)
     for r in records:
-        scene = S.Scene(**r["scene"])
-        assert tuple(map(list, S.derive_labels(scene))) == tuple(labels[r["file_name"]])
-        assert r["description"] == S.describe(scene)
+        scene = G.Scene(**r["scene"])
+        assert tuple(map(list, G.derive_labels(scene))) == tuple(labels[r["file_name"]])
+        assert r["description"] == G.describe(scene)
 
 
 def test_deterministic_for_a_seed(small, tmp_path):
@@ -60,11 +62,11 @@ def test_deterministic_for_a_seed(small, tmp_path):
 
 
 def _frames(scene, seed=3):
-    return np.stack([np.asarray(f, dtype=np.int16) for f in S.render_clip(scene, 4, (96, 96), seed=seed)])
+    return np.stack([np.asarray(f, dtype=np.int16) for f in render.render_clip(scene, 4, (96, 96), seed=seed)])
 
 
 # One scene per reason whose evidence is that reason's only difference from BASE.
-BASE = S.Scene(junction=False)
+BASE = G.Scene(junction=False)
 EVIDENCE_OF = {
     "f_follow_traffic": dict(lead="away"), "f_traffic_light": dict(light="green"),
     "s_ob_car": dict(lead="stopped"), "s_ob_ped": dict(pedestrian=True), "s_ob_rider": dict(rider=True),
@@ -81,7 +83,7 @@ def test_every_reason_has_visible_evidence(key):
     from drivekit.taxonomy import REASON_KEYS
 
     scene = dataclasses.replace(BASE, **EVIDENCE_OF[key])
-    assert S.derive_labels(scene)[1][REASON_KEYS.index(key)] == 1
+    assert G.derive_labels(scene)[1][REASON_KEYS.index(key)] == 1
     base = dataclasses.replace(BASE, **{k: v for k, v in EVIDENCE_OF[key].items() if k == "light" and key.endswith("traffic_light") and key[0] in "lr"})
     diff = np.abs(_frames(scene) - _frames(base)).max(axis=-1)
     assert (diff > 40).sum() >= 4, f"{key}: evidence barely changes the pixels"
@@ -89,15 +91,15 @@ def test_every_reason_has_visible_evidence(key):
 
 def test_motion_reasons_need_several_frames():
     """A lead car moving away and a stopped one can end at the same size: only the motion tells."""
-    away, stopped = _frames(S.Scene(lead="away")), _frames(S.Scene(lead="stopped"))
+    away, stopped = _frames(G.Scene(lead="away")), _frames(G.Scene(lead="stopped"))
     assert np.abs(np.diff(away, axis=0)).sum() > 0 and np.abs(np.diff(stopped, axis=0)).sum() > 0
-    ends = {lab: S.derive_labels(S.Scene(lead=lab))[1] for lab in ("away", "stopped")}
+    ends = {lab: G.derive_labels(G.Scene(lead=lab))[1] for lab in ("away", "stopped")}
     assert ends["away"] != ends["stopped"]
 
 
 def test_label_statistics_resemble_bddoia():
     rng = np.random.default_rng(0)
-    labels = [S.derive_labels(S.sample_scene(rng)) for _ in range(3000)]
+    labels = [G.derive_labels(G.sample_scene(rng)) for _ in range(3000)]
     actions = np.array([a for a, _ in labels])
     reasons = np.array([r for _, r in labels])
     assert actions.sum(0).min() > 0 and reasons.sum(0).min() > 0  # every action and reason occurs

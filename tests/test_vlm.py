@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import Idefics3ForConditionalGeneration, Idefics3Processor
 
-from drivekit import prompts, sft, synthetic, zoo
+from drivekit import evaluation, prompts, render, scene, sft, zoo
 from drivekit.formats import target_text
 from drivekit.models import LORA_TARGETS, LoraSettings, load_vlm
 from drivekit.taxonomy import N_ACTIONS, N_REASONS
@@ -19,13 +19,13 @@ PREDICTION_KEYS = ["file_name", "text", "actions_pred", "reasons_pred", "actions
 
 def _scenes(n=12, seed=0):
     rng = np.random.default_rng(seed)
-    return [synthetic.sample_scene(rng) for _ in range(n)]
+    return [scene.sample_scene(rng) for _ in range(n)]
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """A micro model and processor saved with save_pretrained, as a downloaded model would be."""
-    model, processor = zoo.untrained(zoo.corpus([synthetic.describe(s) for s in _scenes()]), MICRO)
+    model, processor = zoo.untrained(zoo.corpus([scene.describe(s) for s in _scenes()]), MICRO)
     path = tmp_path_factory.mktemp("micro-idefics3")
     model.save_pretrained(path)
     processor.save_pretrained(path)
@@ -35,9 +35,9 @@ def saved(tmp_path_factory):
 def _items(n, n_frames=2, seed=0):
     """Dataset-like items: frames of synthetic scenes and one-hot labels."""
     items = []
-    for i, scene in enumerate(_scenes(n, seed)):
-        actions, reasons = synthetic.derive_labels(scene)
-        items.append(dict(name=f"clip{i}.jpg", images=synthetic.render_clip(scene, n_frames, (96, 96), seed=i),
+    for i, s in enumerate(_scenes(n, seed)):
+        actions, reasons = scene.derive_labels(s)
+        items.append(dict(name=f"clip{i}.jpg", images=render.render_clip(s, n_frames, (96, 96), seed=i),
                           actions=torch.tensor(actions), reasons=torch.tensor(reasons)))
     return items
 
@@ -104,15 +104,15 @@ def test_sft_writes_checkpoints_best_and_predictions(saved, tmp_path):
     assert (tmp_path / "best" / "adapter_model.safetensors").is_file()
     assert list(json.loads((tmp_path / "best" / "adapter_config.json").read_text())["target_modules"])
     rows = sft.predict(model, processor, _items(3, seed=2), settings, progress=False)
-    path = sft.write_predictions(rows, tmp_path / "predictions.jsonl")
-    read = sft.read_predictions(path)
+    path = evaluation.write_predictions(rows, tmp_path / "predictions.jsonl")
+    read = evaluation.read_predictions(path)
     assert len(read) == 3 and all(list(row) == PREDICTION_KEYS for row in read)
     for row in read:
         assert isinstance(row["text"], str) and isinstance(row["ok"], bool) and isinstance(row["problems"], list)
         assert len(row["actions_pred"]) == len(row["actions_true"]) == N_ACTIONS
         assert len(row["reasons_pred"]) == len(row["reasons_true"]) == N_REASONS
         assert row["ok"] == (not row["problems"])
-    assert sft.score(read)["n_samples"] == 3
+    assert evaluation.score(read)["n_samples"] == 3
 
 
 def _short_sft(saved, out, seed):
@@ -138,9 +138,9 @@ def test_same_seed_gives_the_same_sft_run(saved, tmp_path):
 
 
 def test_prediction_row_parses_and_reports():
-    good = sft.prediction_row("a.jpg", "Action: Stop/Slow down; Reason: Obstacle: car", [0, 1, 0, 0], np.eye(21)[3])
+    good = evaluation.prediction_row("a.jpg", "Action: Stop/Slow down; Reason: Obstacle: car", [0, 1, 0, 0], np.eye(21)[3])
     assert good["ok"] and good["actions_pred"] == [0, 1, 0, 0] and good["reasons_pred"] == np.eye(21, dtype=int)[3].tolist()
-    bad = sft.prediction_row("b.jpg", "::::", [0, 1, 0, 0], np.eye(21)[3])
+    bad = evaluation.prediction_row("b.jpg", "::::", [0, 1, 0, 0], np.eye(21)[3])
     assert not bad["ok"] and bad["problems"] and sum(bad["actions_pred"]) == 0
 
 
@@ -170,10 +170,10 @@ def test_json_prediction_rows_and_constrained_decoding(saved):
     from drivekit.json_output import json_target
 
     truth = [0, 1, 0, 0], np.eye(21, dtype=int)[3]
-    good = sft.prediction_row("a.jpg", json_target(*truth, "A car."), *truth, target="json")
+    good = evaluation.prediction_row("a.jpg", json_target(*truth, "A car."), *truth, target="json")
     assert good["ok"] and good["actions_pred"] == truth[0] and good["reasons_pred"] == truth[1].tolist()
     for text in ("Action: Stop/Slow down; Reason: Obstacle: car", '{"scene": "x"', ""):
-        bad = sft.prediction_row("b.jpg", text, *truth, target="json")
+        bad = evaluation.prediction_row("b.jpg", text, *truth, target="json")
         assert not bad["ok"] and bad["problems"]
     model, processor = load_vlm(saved[0], device="cpu")  # untrained: free decoding writes no JSON
     settings = sft.SFTSettings(epochs=1, batch_size=2, grad_accum=1, lr=1e-3, lora=LoraSettings(r=4),
@@ -181,14 +181,14 @@ def test_json_prediction_rows_and_constrained_decoding(saved):
                                target="json")  # room for the schema's longest strings
     rows = json_stage.constrained_predictions(model, processor, _items(3), settings, progress=False)
     assert len(rows) == 3 and all(json.loads(r["text"]) is not None for r in rows)
-    assert json_stage.validity(rows) == np.mean([r["ok"] for r in rows])
+    assert evaluation.validity(rows) == np.mean([r["ok"] for r in rows])
     free = sft.predict(model, processor, _items(3), settings, progress=False)
-    table = json_stage.compare({"free": free, "constrained": rows}, json_names=["free", "constrained"])
-    assert table.loc["free", "json_valid"] == json_stage.validity(free) < 1
+    table = evaluation.compare({"free": free, "constrained": rows}, json_names=["free", "constrained"])
+    assert table.loc["free", "json_valid"] == evaluation.validity(free) < 1
 
 
 def test_tokenizer_has_idefics3_tokens_and_reads_every_label_phrase():
-    _, processor = zoo.untrained(zoo.corpus([synthetic.describe(s) for s in _scenes()]), MICRO)
+    _, processor = zoo.untrained(zoo.corpus([scene.describe(s) for s in _scenes()]), MICRO)
     tokenizer = processor.tokenizer
     for token in ("<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>", "<row_6_col_6>"):
         assert tokenizer.convert_tokens_to_ids(token) != tokenizer.unk_token_id
@@ -209,7 +209,7 @@ def test_language_texts_are_answers_with_every_target_format():
 
 
 def test_untrained_model_is_deterministic():
-    texts = zoo.corpus([synthetic.describe(s) for s in _scenes()])
+    texts = zoo.corpus([scene.describe(s) for s in _scenes()])
     (a, pa), (b, pb) = zoo.untrained(texts, MICRO, seed=3), zoo.untrained(texts, MICRO, seed=3)
     assert pa.tokenizer.get_vocab() == pb.tokenizer.get_vocab()
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
@@ -217,7 +217,7 @@ def test_untrained_model_is_deterministic():
 
 
 def test_shuffled_description_keeps_its_sentences():
-    description = synthetic.describe(_scenes(1)[0])
+    description = scene.describe(_scenes(1)[0])
     rng = np.random.default_rng(0)
     orders = {zoo.shuffled(description, rng) for _ in range(10)}
     assert len(orders) > 1
@@ -231,6 +231,6 @@ def test_shipped_tiny_model_loads_and_describes():
     vision = model.config.vision_config
     assert processor.image_seq_len == (vision.image_size // vision.patch_size) ** 2 // model.config.scale_factor**2
     assert processor.image_processor.do_image_splitting is False
-    scene = _scenes(1)[0]
-    text = prompts.generate(model, processor, [synthetic.render_clip(scene, 4, (96, 96))], max_new_tokens=96)[0]
-    assert len(zoo._sentences(text) & zoo._sentences(synthetic.describe(scene))) >= 2
+    shown = _scenes(1)[0]
+    text = prompts.generate(model, processor, [render.render_clip(shown, 4, (96, 96))], max_new_tokens=96)[0]
+    assert len(zoo._sentences(text) & zoo._sentences(scene.describe(shown))) >= 2

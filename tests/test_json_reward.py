@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from drivekit import json_stage as S
-from drivekit.json_output import json_target
+from drivekit import json_reward as S
+from drivekit.json_output import json_target, json_target_for
 from drivekit.taxonomy import N_ACTIONS, N_REASONS
 
 ACTIONS, REASONS = np.eye(N_ACTIONS, dtype=int)[1], np.eye(N_REASONS, dtype=int)[3]
@@ -48,5 +48,5 @@ def test_label_f1_r2_and_weights():
 
 def test_json_targets_use_scene_text_or_labels():
     item = dict(name="x.jpg", actions=ACTIONS, reasons=REASONS)
-    assert json.loads(S.json_target_for(item, {"x.jpg": "Scene."}))["scene"] == "Scene."
-    assert json.loads(S.json_target_for(item, {}))["scene"] == "The scene shows: obstacle: car."
+    assert json.loads(json_target_for(item, {"x.jpg": "Scene."}))["scene"] == "Scene."
+    assert json.loads(json_target_for(item, {}))["scene"] == "The scene shows: obstacle: car."

@@ -1,0 +1,215 @@
+"""The A2C stage (notebook 04): policy, data, reward, trainer and evaluation for both profiles.
+
+Starting from the SFT adapter (:mod:`drivekit.sft_stage`), A2C (:mod:`drivekit.a2c`) trains on
+the toy train subset with R = α·R1 + β·R2 (or R1 alone for Stage 1), then answers the toy test
+split greedily. The run directory (:class:`A2CArtifacts`, ``<runs>/a2c``) holds ``policy/``
+(adapter + value head), ``log.csv``, ``predictions.jsonl`` and ``summary.json``.
+:class:`ShortRuns` is the reward widgets' backend: short runs from one start adapter.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+from . import prompts, runs
+from .a2c import A2CConfig, A2CTrainer
+from .action_reward import combined_reward
+from .config import Config, load
+from .evaluation import compare, prediction_row, score, write_predictions
+from .models import load_adapter_weights, load_vlm
+from .rewards import ClipReward
+from .sampling import generate
+from .sft import settings_for
+from .sft_stage import ensure as ensure_sft
+from .toy_split import dataset_items, toy_data
+
+STAGES = ("stage1", "action")  # Stage 1: free descriptions rewarded by R1; action: α·R1 + β·R2
+REFERENCE_ADAPTER = "reference"
+CURVE_COLUMNS = ("reward", "value_loss", "policy_loss", "entropy", "kl")
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy, reward, trainer
+# ---------------------------------------------------------------------------------------------
+def load_policy(cfg: Config, start: str | Path = "sft", device=None):
+    """``(model, processor, reference_adapter)``: the VLM with a trainable LoRA adapter.
+
+    ``start="sft"``: the SFT adapter of notebook 02 (``drivekit.sft_stage.ensure`` trains it when
+    missing), trained further; a frozen copy of it is loaded as adapter ``"reference"`` (π_ref for
+    the KL term). ``"base"``: the pretrained model with a new LoRA adapter (Stage 1); π_ref is the
+    base itself (adapter disabled), so ``reference_adapter`` is None. Otherwise a path to a
+    saved adapter folder, treated like ``"sft"``.
+    """
+    if str(start) == "base":
+        model, processor = load_vlm(cfg, lora=settings_for(cfg).lora, device=device)
+        return model, processor, None
+    adapter = ensure_sft(cfg).best if str(start) == "sft" else Path(start)
+    model, processor = load_vlm(cfg, adapter=adapter, trainable=True, device=device)
+    active = model.active_adapter
+    model.load_adapter(str(adapter), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+    model.set_adapter(active)
+    return model, processor, REFERENCE_ADAPTER
+
+
+def make_reward(cfg: Config, stage: str = "action", alpha: float = 1.0, beta: float = 1.0, r2: str = "bleu",
+                clip_reward=None, **r2_kwargs):
+    """R for a stage: ``"stage1"`` α·R1; ``"action"`` α·R1 + β·R2 (``r2`` a variant of
+    :func:`drivekit.action_reward.action_reward`). ``clip_reward`` reuses a loaded R1."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
+    r1 = clip_reward if clip_reward is not None else ClipReward.from_config(cfg)
+    if stage == "stage1":
+        return combined_reward(r1=r1, r2=None, alpha=alpha)
+    return combined_reward(r1=r1, r2=r2, alpha=alpha, beta=beta, **r2_kwargs)
+
+
+def build_trainer(cfg: Config, items: Sequence[Mapping], reward, a2c: A2CConfig | None = None, *, policy=None,
+                  start: str | Path = "sft", run_dir: str | Path | None = None,
+                  instruction: str | None = None) -> A2CTrainer:
+    """An :class:`A2CTrainer` on images-only prompts (``drivekit.prompts``) for ``items``.
+
+    ``policy`` is a ``load_policy`` result to reuse (else one is loaded from ``start``). The
+    processor is kept as ``trainer.processor``.
+    """
+    model, processor, reference = policy or load_policy(cfg, start)
+    tokenizer = processor.tokenizer
+
+    def make_inputs(batch):
+        return prompts.encode(processor, [item["images"] for item in batch], instruction=instruction)
+
+    def decode(ids):
+        return tokenizer.decode(ids, skip_special_tokens=True)
+
+    trainer = A2CTrainer(model, items, make_inputs, decode, reward, a2c or A2CConfig.tiny(),
+                         eos_ids=[prompts.end_of_utterance_id(processor)], pad_id=tokenizer.pad_token_id,
+                         run_dir=run_dir, reference_adapter=reference)
+    trainer.processor = processor
+    return trainer
+
+
+def predictions(trainer: A2CTrainer, items: Sequence[Mapping], batch_size: int = 32,
+                max_new_tokens: int = 32, target: str = "plain") -> list[dict]:
+    """Greedy answers of the current policy as prediction rows (:mod:`drivekit.evaluation`);
+    ``target="json"`` parses them as Stage-3 JSON."""
+    texts = generate(trainer.model, items, trainer.make_inputs, trainer.decode, eos_ids=trainer.eos_ids,
+                     pad_id=trainer.pad_id, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                     top_p=trainer.cfg.top_p, seed=trainer.cfg.seed * 1_000_003 + 10**9)
+    return [prediction_row(item["name"], text, item["actions"], item["reasons"], target)
+            for item, text in zip(items, texts)]
+
+
+def curves(log: pd.DataFrame, columns: Sequence[str] = CURVE_COLUMNS) -> pd.DataFrame:
+    """The log columns plotted like the paper's Fig. 3 (``drivekit.plots.plot_loss_curves``), with
+    each reward component; skipped steps dropped."""
+    if "skipped" in log:
+        log = log[~log["skipped"].astype(bool)]
+    extra = [c for c in log.columns if c.startswith("reward_")]
+    keep = ["step", *[c for c in columns if c in log], *extra]
+    return log[keep].reset_index(drop=True)
+
+
+class ShortRuns:
+    """Short A2C runs, each from the same start adapter (the reward widgets' backend).
+
+    ``ShortRuns(cfg, policy, items, clip_reward)(alpha=, beta=, gamma=, lr=, steps=)`` restores
+    the start adapter (``start``: a saved adapter folder; default: the adapter as it is when the
+    ShortRuns is made), builds R = α·R1 + β·R2 and trains ``steps`` steps with a fresh value head;
+    returns the log. ``a2c`` holds the other settings. ``make_reward(alpha, beta, gamma)`` replaces
+    R = α·R1 + β·R2; γ is then its third weight (the JSON stage's R3) instead of the discount.
+    """
+
+    def __init__(self, cfg: Config, policy, items: Sequence[Mapping], clip_reward, r2: str | None = None,
+                 a2c: A2CConfig | None = None, stage: str = "action", start: str | Path | None = None,
+                 make_reward: Callable[[float, float, float], object] | None = None):
+        self.cfg, self.policy, self.items, self.clip_reward = cfg, policy, list(items), clip_reward
+        self.a2c, self.stage = a2c or A2CConfig.tiny(), stage
+        self.r2 = r2 or self.a2c.r2
+        model = policy[0]
+        self.adapter = model.active_adapter
+        self.start_dir = Path(start) if start is not None else None
+        self.start = None if start is not None else {
+            k: v.detach().clone() for k, v in get_peft_model_state_dict(model, adapter_name=self.adapter).items()}
+        self.make_reward = make_reward
+        self.trainer: A2CTrainer | None = None
+
+    def restore(self) -> None:
+        """Put the start adapter back: from ``start`` (a saved adapter folder) or the snapshot taken at creation."""
+        if self.start_dir is not None:
+            load_adapter_weights(self.policy[0], self.start_dir, self.adapter)
+        else:
+            set_peft_model_state_dict(self.policy[0], self.start, adapter_name=self.adapter)
+
+    def __call__(self, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0, lr: float | None = None,
+                 steps: int | None = None, progress: bool = False, **changes) -> pd.DataFrame:
+        self.restore()
+        if self.make_reward is None:
+            reward = make_reward(self.cfg, self.stage, alpha, beta, self.r2, clip_reward=self.clip_reward)
+            changes = dict(gamma=gamma, **changes)
+        else:
+            reward = self.make_reward(alpha, beta, gamma)
+        a2c = self.a2c.replace(lr=self.a2c.lr if lr is None else lr, steps=self.a2c.steps if steps is None else steps,
+                               **changes)
+        self.trainer = build_trainer(self.cfg, self.items, reward, a2c, policy=self.policy)
+        return self.trainer.train(progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run directory of the default action-stage run (notebook 04 writes it; later notebooks read it)
+# ---------------------------------------------------------------------------------------------
+class A2CArtifacts(runs.RunDir):
+    """Where an A2C run keeps its outputs: ``policy/`` (adapter + value head), ``log.csv``,
+    ``predictions.jsonl`` (toy test split) and ``summary.json``."""
+
+    NAME = "a2c"
+    FILES = {"policy": "policy", "log": "log.csv", "predictions": "predictions.jsonl", "summary": "summary.json"}
+
+
+def artifacts(cfg: Config) -> A2CArtifacts:
+    return A2CArtifacts.of(cfg)
+
+
+def write_artifacts(out: A2CArtifacts, trainer: A2CTrainer, rows: Sequence[Mapping], table: pd.DataFrame | None = None,
+                    **info) -> dict:
+    """Save the policy, the log, the predictions and a summary (F1s, test rewards, settings)."""
+    trainer.save_policy(out.policy)
+    trainer.log_frame().to_csv(out.log, index=False)
+    write_predictions(list(rows), out.predictions)
+    s = score(list(rows))
+    summary = dict(config=asdict(trainer.cfg), steps=trainer.step_count, f1_act=s["actions"]["f1_all"],
+                   f1_rsn=s["reasons"]["f1_all"], unparseable=s["unparseable"], report=s,
+                   comparison=None if table is None else table.to_dict(orient="index"), **info)
+    out.summary.write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def run(cfg: Config | None = None, a2c: A2CConfig | None = None, out: str | Path | None = None,
+        progress: bool = True) -> A2CArtifacts:
+    """The default action stage: A2C from the SFT adapter on the toy train subset with
+    R = α·R1 + β·R2, then greedy predictions on the toy test split, compared with SFT's."""
+    cfg = cfg or load()
+    a2c = a2c or A2CConfig.tiny()
+    result = A2CArtifacts(Path(out)) if out else artifacts(cfg)
+    data = toy_data(cfg)
+    r1 = ClipReward.from_config(cfg)
+    reward = make_reward(cfg, "action", a2c.alpha, a2c.beta, a2c.r2, clip_reward=r1)
+    trainer = build_trainer(cfg, dataset_items(data.train), reward, a2c, start="sft", run_dir=result.dir / "run")
+    test = dataset_items(data.test)
+    sft_rows = predictions(trainer, test)
+    t0 = time.perf_counter()
+    trainer.train(progress=progress)
+    seconds = time.perf_counter() - t0
+    rows = predictions(trainer, test)
+    table = compare({"SFT": sft_rows, "A2C": rows}, reward)
+    write_artifacts(result, trainer, rows, table, train_seconds=round(seconds, 1))
+    return result
+
+
+def ensure(cfg: Config | None = None) -> A2CArtifacts:
+    """The A2C artifacts of ``cfg`` (default settings), made by :func:`run` when missing."""
+    return runs.ensure(A2CArtifacts, run, cfg)

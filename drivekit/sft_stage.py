@@ -1,0 +1,102 @@
+"""The SFT stage (notebook 02): QLoRA SFT on the toy train subset, predictions on the toy test split.
+
+Run directory, under ``cfg.runs_dir / "sft"`` (:class:`SFTArtifacts`): ``best/`` (adapter),
+``checkpoint-<step>/``, ``loss_log.csv`` (step, epoch, lr, train_loss, val_loss),
+``predictions.jsonl`` (:mod:`drivekit.evaluation`'s rows) and ``summary.json`` (settings, best
+step, scores, timings). :func:`ensure` trains them when missing.
+
+Command line: ``python -m drivekit sft [--profile paper] [--out DIR]``, or
+``accelerate launch -m drivekit.sft_stage ...`` on several GPUs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+from accelerate import PartialState
+
+from . import runs
+from .config import Config, load
+from .evaluation import score, write_predictions
+from .json_output import scene_texts
+from .models import load_vlm
+from .sft import SFTSettings, best_step, predict, settings_for, train
+from .toy_split import toy_data
+
+
+class SFTArtifacts(runs.RunDir):
+    """Where one SFT run keeps its outputs."""
+
+    NAME = "sft"
+    FILES = {"best": "best", "predictions": "predictions.jsonl", "loss_log": "loss_log.csv", "summary": "summary.json"}
+
+
+def artifacts(cfg: Config) -> SFTArtifacts:
+    return SFTArtifacts.of(cfg)
+
+
+def write_summary(result: SFTArtifacts, cfg: Config, settings: SFTSettings, log: pd.DataFrame, rows: list[dict],
+                  **extra) -> dict:
+    """``summary.json``: profile, model, settings, best step, scores (plus ``extra``, e.g. timings)."""
+    scores = score(rows)
+    summary = dict(profile=cfg.profile, vlm=cfg.vlm, settings=asdict(settings), best_step=best_step(log),
+                   n_test=len(rows), f1_act=scores["actions"]["f1_all"], f1_rsn=scores["reasons"]["f1_all"],
+                   unparseable=scores["unparseable"], **extra, report=scores)
+    result.summary.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str | Path | None = None,
+        progress: bool = True, start: str | Path | None = None) -> SFTArtifacts:
+    """Fine-tune on the toy train subset, evaluate on the toy test split, write every artifact.
+
+    ``start``: a saved adapter to train further (the JSON stage starts from the plain SFT's);
+    default a new LoRA adapter with ``settings.lora``.
+    """
+    cfg = cfg or load()
+    settings = settings or settings_for(cfg)
+    result = SFTArtifacts(Path(out)) if out else artifacts(cfg)
+    data = toy_data(cfg, settings.val_size)
+    state = PartialState()
+    t0 = time.perf_counter()
+    adapter = dict(lora=settings.lora) if start is None else dict(adapter=start, trainable=True)
+    model, processor = load_vlm(cfg, gradient_checkpointing=settings.gradient_checkpointing, device=state.device,
+                                seed=settings.seed, **adapter)
+    scenes = scene_texts(cfg) if settings.target == "json" else None
+    log = train(model, processor, data.train, data.val, settings, result.dir, progress, scenes)
+    t1 = time.perf_counter()
+    if state.is_main_process:
+        rows = predict(model, processor, data.test, settings, progress)
+        write_predictions(rows, result.predictions)
+        write_summary(result, cfg, settings, log, rows, n_train=len(data.train), n_val=len(data.val),
+                      train_seconds=round(t1 - t0, 1), predict_seconds=round(time.perf_counter() - t1, 1))
+    return result
+
+
+def ensure(cfg: Config | None = None) -> SFTArtifacts:
+    """The SFT artifacts of ``cfg`` (default settings), trained through :func:`run` when missing."""
+    return runs.ensure(SFTArtifacts, run, cfg)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="QLoRA SFT on the toy split, then predictions on its test part.")
+    p.add_argument("--profile", help="tiny or paper (default: $DRIVEKIT_PROFILE, else tiny)")
+    p.add_argument("--out", type=Path, help="output directory (default: <runs>/sft)")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--lr", type=float)
+    a = p.parse_args(argv)
+    cfg = load(a.profile)
+    changes = {k: v for k, v in (("epochs", a.epochs), ("lr", a.lr)) if v is not None}
+    result = run(cfg, settings_for(cfg, **changes), a.out)
+    if result.summary.exists():
+        s = json.loads(result.summary.read_text())
+        print(f"{result.dir}: F1_act {s['f1_act']:.3f}  F1_rsn {s['f1_rsn']:.3f}  unparseable {s['unparseable']}  "
+              f"best step {s['best_step']}")
+
+
+if __name__ == "__main__":
+    main()

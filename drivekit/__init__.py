@@ -16,7 +16,7 @@ Layers import downwards only (``tests/test_layers.py`` checks every import, defe
                      ``json_reward`` (R1/R2 on JSON outputs, R3)
 6. algorithms        ``sft`` (the QLoRA SFT loop) · ``sampling`` (KV-cached rollouts, token scores) ·
                      ``token_rewards`` (terminal / incremental) · ``a2c`` (A2C, one file) ·
-                     ``checkpoints`` (numbered checkpoint folders)
+                     ``grpo`` (GRPO through trl) · ``checkpoints`` (numbered checkpoint folders)
 7. stages            ``runs`` (a stage's run directory, ``ensure``) · ``sft_stage`` · ``a2c_stage`` ·
                      ``json_stage`` · ``widgets``
 8. entry points      ``__main__`` (``python -m drivekit``) · ``reproduce`` (run the notebooks)
@@ -37,7 +37,7 @@ LAYERS = {
     "formats": 3, "json_output": 3, "metrics": 3, "evaluation": 3, "plots": 3,
     "prompts": 4, "models": 4, "zoo": 4, "constrained": 4, "clip": 4, "clip_eval": 4,
     "rewards": 5, "action_reward": 5, "json_reward": 5,
-    "sft": 6, "sampling": 6, "token_rewards": 6, "a2c": 6, "checkpoints": 6,
+    "sft": 6, "sampling": 6, "token_rewards": 6, "a2c": 6, "grpo": 6, "checkpoints": 6,
     "runs": 7, "sft_stage": 7, "a2c_stage": 7, "json_stage": 7, "widgets": 7,
     "__main__": 8, "reproduce": 8,
 }

@@ -1,0 +1,119 @@
+"""GRPO (AlphaDrive's method) through trl's ``GRPOTrainer``, with drivekit's reward callables unchanged.
+
+For each clip of a step the policy samples ``num_generations`` answers (a *group*); an answer's
+advantage is its reward minus the group's mean reward (divided by the group's spread with
+``scale_rewards="group"``), so no critic is needed: the group is the baseline. A clip whose
+answers all score the same gives every one of them advantage 0 and teaches nothing; trl logs the
+share of such groups as ``frac_reward_zero_std``. The loss is the clipped policy gradient on those
+advantages plus ``beta`` · KL to the reference policy, which for a policy that starts from a saved
+adapter is a frozen copy of that adapter (trl adds it as adapter ``"ref"``).
+
+drivekit's own A2C (:mod:`drivekit.a2c`) is the course's reference implementation; this module
+only configures trl for the same model, prompts, rewards and sample budget:
+
+- prompts are the images-only chat of :mod:`drivekit.prompts` (one user turn holding the frames),
+  which trl renders with the processor's chat template exactly as ``prompts.encode`` does;
+- rewards are trl-style callables ``f(completions, **columns) -> list[float]`` with their weights
+  (``reward_weights``), each logged separately (``rewards/<name>/mean``); the dataset's
+  ``file_name``, ``actions`` and ``reasons`` columns reach them as keyword arguments;
+- settings trl would otherwise choose for us are explicit (:class:`GRPOSettings`): dropout off
+  while sampling (else the KL is not 0 at step 1), the learning rate, ``beta``, the group size,
+  the completion length, the loss type, and on CPU no bf16 and no gradient checkpointing. On a
+  4-bit model trl casts the LoRA weights to bf16; :func:`build_trainer` casts them back to the
+  float32 that drivekit's SFT and A2C train in.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import prompts
+
+
+@dataclass(frozen=True)
+class GRPOSettings:
+    """A GRPO run (plain data). One optimiser step samples ``clips_per_step × num_generations``
+    completions: 2 × 4 = 8, A2C's batch of 8."""
+
+    steps: int = 60
+    clips_per_step: int = 2
+    num_generations: int = 4  # k: the group of answers sampled for each clip
+    lr: float = 1e-4
+    beta: float = 0.1  # KL to the reference (the start adapter)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_completion_length: int = 32
+    loss_type: str = "grpo"  # trl's default is "dapo"
+    scale_rewards: str = "group"  # group | batch | none
+    epsilon: float = 0.2  # PPO-style clip of the importance ratio
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+    def replace(self, **changes) -> "GRPOSettings":
+        return dataclasses.replace(self, **changes)
+
+
+def dataset(items: Sequence[Mapping], instruction: str | None = None):
+    """A ``datasets.Dataset`` of trl's conversational VLM rows for dataset items (``name``, ``images``,
+    ``actions``, ``reasons``): the images-only prompt, the frames (stored losslessly as PNG), and the
+    columns the rewards read."""
+    from datasets import Dataset
+
+    return Dataset.from_list([dict(prompt=prompts.messages(len(item["images"]), instruction),
+                                   images=list(item["images"]), file_name=item["name"],
+                                   actions=[int(v) for v in item["actions"]], reasons=[int(v) for v in item["reasons"]])
+                              for item in items])
+
+
+def config(settings: GRPOSettings, out: str | Path, device: torch.device | str = "cpu"):
+    """The ``trl.GRPOConfig`` of ``settings`` (no checkpoints, no external loggers)."""
+    from trl import GRPOConfig
+
+    cpu = torch.device(device).type == "cpu"
+    return GRPOConfig(
+        output_dir=str(out), max_steps=settings.steps, learning_rate=settings.lr, lr_scheduler_type="constant",
+        warmup_steps=0, weight_decay=0.0, max_grad_norm=settings.max_grad_norm,
+        per_device_train_batch_size=settings.clips_per_step * settings.num_generations, gradient_accumulation_steps=1,
+        num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
+        temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k, beta=settings.beta,
+        epsilon=settings.epsilon, loss_type=settings.loss_type, scale_rewards=settings.scale_rewards,
+        disable_dropout=True, bf16=False, fp16=False, use_cpu=cpu, gradient_checkpointing=not cpu,
+        remove_unused_columns=False, save_strategy="no", report_to="none", logging_steps=1, seed=settings.seed,
+        data_seed=settings.seed, dataloader_num_workers=0, log_completions=False,
+    )
+
+
+def build_trainer(model, processor, items: Sequence[Mapping], rewards: Mapping[str, tuple[float, object]],
+                  settings: GRPOSettings = GRPOSettings(), out: str | Path = "runs/grpo",
+                  instruction: str | None = None):
+    """A ``trl.GRPOTrainer`` for a peft-wrapped VLM (e.g. ``models.load_vlm(cfg, adapter=<SFT best>,
+    trainable=True)``) on ``items``; ``rewards`` maps a name to ``(weight, reward callable)``."""
+    from trl import GRPOTrainer
+
+    funcs = [fn for _, fn in rewards.values()]
+    args = config(settings, out, next(model.parameters()).device)
+    args.reward_weights = [float(w) for w, _ in rewards.values()]
+    start = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset(items, instruction),
+                          processing_class=processor)
+    # trl rounds the trained adapter to bf16 on a quantized model (after copying it to "ref"): put the
+    # start adapter back in float32 in both, so the policy starts exactly at π_ref and the KL at 0.
+    with torch.no_grad():
+        for name, param in trainer.model.named_parameters():
+            source = start.get(name.replace(".ref.", ".default."))
+            if source is not None:
+                param.data = source.clone()
+    return trainer
+
+
+def log_frame(trainer) -> pd.DataFrame:
+    """One row per optimiser step from trl's log: ``reward``, ``reward_std``, each reward's mean
+    (``rewards/<name>/mean``), ``frac_reward_zero_std``, ``kl``, ``entropy``, completion lengths, ``loss``."""
+    rows = [row for row in trainer.state.log_history if "loss" in row and "step" in row]
+    return pd.DataFrame(rows)

@@ -1,0 +1,76 @@
+"""GRPO through trl (drivekit.grpo) on a micro Idefics3 built and saved here, with drivekit's rewards."""
+import numpy as np
+import pytest
+import torch
+
+from drivekit import grpo, render, scene, zoo
+from drivekit.action_reward import action_reward
+from drivekit.json_reward import structure_reward
+from drivekit.models import LoraSettings, load_vlm
+
+MICRO = zoo.TinySpec(vision_hidden=64, vision_layers=1, vision_heads=2, text_hidden=64, text_layers=1,
+                     text_heads=2, text_kv_heads=1)
+
+
+def _items(n, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        s = scene.sample_scene(rng)
+        actions, reasons = scene.derive_labels(s)
+        out.append(dict(name=f"clip{i}.jpg", images=render.render_clip(s, 2, (96, 96), seed=i),
+                        actions=torch.tensor(actions), reasons=torch.tensor(reasons)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def start_adapter(tmp_path_factory):
+    """A saved micro model and a saved LoRA adapter on it (the 'SFT best' GRPO starts from)."""
+    rng = np.random.default_rng(0)
+    texts = zoo.corpus([scene.describe(scene.sample_scene(rng)) for _ in range(12)])
+    model, processor = zoo.untrained(texts, MICRO)
+    folder = tmp_path_factory.mktemp("micro")
+    model.save_pretrained(folder / "model")
+    processor.save_pretrained(folder / "model")
+    peft_model, _ = load_vlm(folder / "model", quantize_4bit=True, lora=LoraSettings(r=4), device="cpu", seed=3)
+    for name, p in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # a non-trivial start, unlike a fresh adapter
+    peft_model.save_pretrained(folder / "adapter")
+    return folder / "model", folder / "adapter"
+
+
+def length_reward(completions, **batch):
+    """A reward that varies between samples of one clip, so every group has a learning signal."""
+    return [float(len(str(c[0]["content"] if isinstance(c, list) else c))) / 10 for c in completions]
+
+
+def test_dataset_rows_carry_the_images_only_prompt_and_the_reward_columns():
+    items = _items(2)
+    rows = grpo.dataset(items)
+    assert rows[0]["prompt"] == [{"role": "user", "content": [{"type": "image"}, {"type": "image"}]}]
+    assert len(rows[0]["images"]) == 2 and rows[0]["file_name"] == "clip0.jpg"
+    assert np.array_equal(np.asarray(rows[0]["images"][1]), np.asarray(items[0]["images"][1]))  # lossless
+    assert rows[0]["actions"] == items[0]["actions"].tolist() and len(rows[0]["reasons"]) == 21
+
+
+def test_grpo_trains_the_adapter_against_a_frozen_copy_of_it(start_adapter, tmp_path):
+    base, adapter = start_adapter
+    model, processor = load_vlm(base, quantize_4bit=True, adapter=adapter, trainable=True, device="cpu")
+    settings = grpo.GRPOSettings(steps=2, clips_per_step=2, num_generations=4, lr=5e-2, beta=0.1,
+                                 max_completion_length=6)
+    rewards = {"r2": (1.0, action_reward("label_f1")), "r3": (0.5, structure_reward), "len": (1.0, length_reward)}
+    trainer = grpo.build_trainer(model, processor, _items(4), rewards, settings, tmp_path)
+    lora = {n: p for n, p in trainer.model.named_parameters() if "lora_" in n}
+    assert all(p.dtype == torch.float32 for p in lora.values())  # cast back from trl's bf16
+    start = {n: p.detach().clone() for n, p in lora.items()}
+    trainer.train()
+    log = grpo.log_frame(trainer)
+    assert log["step"].tolist() == [1, 2]
+    for column in ("reward", "reward_std", "frac_reward_zero_std", "kl", "rewards/length_reward/mean",
+                   "rewards/r2_label_f1/mean", "rewards/structure_reward/mean"):
+        assert column in log and log[column].notna().all(), column
+    assert log["kl"].iloc[0] == 0.0  # dropout off, and π_ref is exactly the start adapter
+    moved = [n for n in start if ".default." in n and not torch.equal(start[n], lora[n])]
+    frozen = [n for n in start if ".ref." in n and torch.equal(start[n], lora[n])]
+    assert moved and frozen and len(frozen) == sum(".ref." in n for n in start)

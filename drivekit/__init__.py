@@ -7,8 +7,9 @@ Layers import downwards only (``tests/test_layers.py`` checks every import, defe
                      table, descriptions) · ``render`` (frames of a scene) · ``synthetic`` (the dataset
                      writer) · ``toy_split`` (the proposal's split, as datasets)
 3. text formats      ``formats`` (plain target and parser) · ``json_output`` (schema, JSON targets,
-                     parser, structure score) · ``metrics`` · ``evaluation`` (prediction rows, F1
-                     reports, comparison tables) · ``plots``
+                     parser, structure score) · ``metrics`` · ``stats`` (spread over seeds, paired
+                     clip-by-clip tests) · ``evaluation`` (prediction rows, F1 reports, comparison
+                     tables) · ``plots``
 4. models            ``prompts`` (images-only chat prompts) · ``models`` (VLM loading, QLoRA, adapters)
                      · ``zoo`` (the tiny VLM) · ``constrained`` (grammar-constrained decoding) ·
                      ``clip`` (CLIP loading and training) · ``clip_eval`` (CLIP retrieval checks)
@@ -24,7 +25,7 @@ Layers import downwards only (``tests/test_layers.py`` checks every import, defe
 Notebooks: 00 ``bddoia``, ``scene``, ``synthetic``, ``plots`` · 01 ``toy_split`` · 02 ``sft``,
 ``sft_stage``, ``models``, ``prompts`` · 03 ``clip``, ``clip_eval``, ``rewards`` · 04 ``a2c``,
 ``a2c_stage``, ``action_reward``, ``widgets`` · 05 ``json_stage``, ``json_output``, ``json_reward`` ·
-06 ``evaluation``, ``metrics``, ``plots``.
+06 ``evaluation``, ``metrics``, ``stats``, ``plots``.
 """
 
 __version__ = "0.1.0"
@@ -34,7 +35,7 @@ __version__ = "0.1.0"
 LAYERS = {
     "taxonomy": 1, "config": 1,
     "bddoia": 2, "scene": 2, "render": 2, "synthetic": 2, "toy_split": 2,
-    "formats": 3, "json_output": 3, "metrics": 3, "evaluation": 3, "plots": 3,
+    "formats": 3, "json_output": 3, "metrics": 3, "stats": 3, "evaluation": 3, "plots": 3,
     "prompts": 4, "models": 4, "zoo": 4, "constrained": 4, "clip": 4, "clip_eval": 4,
     "rewards": 5, "action_reward": 5, "json_reward": 5,
     "sft": 6, "sampling": 6, "token_rewards": 6, "a2c": 6, "grpo": 6, "checkpoints": 6,

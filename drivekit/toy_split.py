@@ -143,27 +143,44 @@ def load_or_make_toy_split(cfg: Config, samples: Sequence[Sample] | None = None,
 # ---------------------------------------------------------------------------------------------
 # The split as datasets
 # ---------------------------------------------------------------------------------------------
+LABELS = ("subset", "all")  # which train clips SFT learns from: the proposal's 1/8, or every labelled one
+
+
 @dataclass
 class ToyData:
-    """The toy split as datasets: ``train`` (the 1/8 subset), ``val`` (other train clips), ``test``."""
+    """The toy split as datasets: ``train`` (the labelled clips SFT learns from), ``val`` (other
+    clips of the train part), ``test``, and ``pool``: the train part's clips in neither ``train``
+    nor ``val`` (the proposal's unused 7/8, where RL can learn without their labels)."""
 
     train: BDDOIADataset
     val: BDDOIADataset
     test: BDDOIADataset
+    pool: BDDOIADataset
 
 
-def toy_data(cfg: Config, val_size: int = 64) -> ToyData:
-    """The toy split of ``cfg.data_root`` (synthetic clips generated first in the tiny profile)."""
+def toy_data(cfg: Config, val_size: int = 64, labels: str = "subset") -> ToyData:
+    """The toy split of ``cfg.data_root`` (synthetic clips generated first in the tiny profile).
+
+    ``labels="subset"``: train on the 1/8 subset (the proposal's setting); ``"all"``: on every
+    train-part clip outside the validation clips (the reference of what labels alone can give;
+    the pool is then empty). The validation clips are the same either way.
+    """
+    if labels not in LABELS:
+        raise ValueError(f"labels must be one of {LABELS}, not {labels!r}")
     if cfg.synthetic:
         ensure_dataset(cfg)
-    samples = [s for labels in read_splits(cfg.data_root).values() for s in labels.samples]
+    samples = [s for part in read_splits(cfg.data_root).values() for s in part.samples]
     split = load_or_make_toy_split(cfg, samples)
     unused = sorted(set(split.train_full) - set(split.train))
     picked = np.random.default_rng(cfg.seed).permutation(len(unused))[:val_size]
     by_name = {s.name: s for s in samples}
     val = [by_name[unused[i]] for i in sorted(picked)]
+    subset = split.subset(samples, "train")
+    taken = {s.name for s in val} | set(split.train)
+    rest = [s for s in split.subset(samples, "train_full") if s.name not in taken]
+    train, pool = (subset, rest) if labels == "subset" else (subset + rest, [])
     return ToyData(*(BDDOIADataset(cfg.data_root, samples=part) for part in
-                     (split.subset(samples, "train"), val, split.subset(samples, "test"))))
+                     (train, val, split.subset(samples, "test"), pool)))
 
 
 def dataset_items(dataset) -> list[dict]:

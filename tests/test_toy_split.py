@@ -158,3 +158,25 @@ def test_load_or_make_reads_the_labels(tmp_path):
     split = load_or_make_toy_split(cfg)
     assert set(split.actions) == {"t_a.jpg", "t_b.jpg", "v_a.jpg", "s_a.jpg", "s_b.jpg"}
     assert toy_split_path(cfg).name == "bddoia_mini.json"
+
+
+@pytest.mark.parametrize("labels", ["subset", "all"])
+def test_toy_data_parts_are_disjoint_and_cover_the_train_part(labels, tmp_path):
+    from drivekit import synthetic, toy_split
+
+    root = synthetic.generate(tmp_path / "data", n_clips=400, n_frames=1, size=(32, 32), seed=2, workers=1,
+                              progress=False)
+    cfg = config.load("tiny", data_root=root, cache_dir=tmp_path / "cache", synthetic=False)
+    data = toy_split.toy_data(cfg, val_size=16, labels=labels)
+    split = load_or_make_toy_split(cfg)
+    names = {part: {s.name for s in getattr(data, part).samples} for part in ("train", "val", "test", "pool")}
+    assert all(not names[a] & names[b] for a in names for b in names if a < b)
+    assert names["train"] | names["val"] | names["pool"] == set(split.train_full)
+    assert names["test"] == set(split.test) and len(names["val"]) == 16
+    if labels == "subset":
+        assert names["train"] == set(split.train)
+    else:
+        assert not names["pool"] and names["train"] > set(split.train)
+    assert toy_split.toy_data(cfg, val_size=16, labels="subset").val.samples == data.val.samples
+    with pytest.raises(ValueError, match="labels must be"):
+        toy_split.toy_data(cfg, labels="half")

@@ -2,6 +2,9 @@
 
     python benchmarks/bench_clip_reward.py [--clip tiny] [--repeats 3]
 
+0. Preprocessing (issue 15). R1's retrieval with open_clip's centre crop (`shortest`, the old
+   preprocessing) and with the whole frame (`squash`, `clip.RESIZE_MODE`, now), and whether the
+   image tensors differ at all (the tiny profile's frames are 96x96 squares).
 1. Quality. For each toy-test clip the highest-R1 text among all 4 x 21 `Action: <a>; Reason: <r>`
    pair texts (`clip_eval.pair_candidates`) is the prediction: share with the true action
    (target >= 0.70) and the true reason (target >= 0.50); beside it a randomly initialised CLIP of
@@ -19,6 +22,7 @@ import time
 import torch
 
 from drivekit import clip, clip_eval, config, synthetic
+from drivekit.bddoia import frame_paths, load_image
 from drivekit.rewards import ClipReward
 
 p = argparse.ArgumentParser()
@@ -31,7 +35,6 @@ if cfg.synthetic:
     synthetic.ensure_dataset(cfg)
 name = a.clip or cfg.clip
 model, preprocess, tokenizer = clip.load_clip(name, cfg=cfg)
-arch = clip.TINY_ARCH if name == "tiny" else name.partition("/")[0]
 test = clip_eval.toy_test_samples(cfg)
 names = [s.name for s in test]
 candidates = clip_eval.pair_candidates()
@@ -41,8 +44,22 @@ truth = clip_eval.true_candidate(test, candidates)
 print(f"cores: {os.cpu_count()}  torch threads: {torch.get_num_threads()}  load average: {os.getloadavg()[0]:.1f}")
 print(f"CLIP {name!r}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
       f"{len(test)} toy-test clips x {len(texts)} candidate texts")
+print(f"\n0. preprocessing (open_clip image_resize_mode); frames {load_image(frame_paths(cfg.data_root, names[0])[0]).size}")
+frames = [load_image(p) for n in names for p in frame_paths(cfg.data_root, n)]
+by_mode = {}
+for mode in ("shortest", "squash"):
+    triple = clip.load_clip(name, cfg=cfg, resize_mode=mode)
+    by_mode[mode] = (torch.stack([triple[1](f) for f in frames]), ClipReward(*triple, cfg.data_root).matrix(names, texts))
+    scores = {**clip_eval.top1_accuracy(by_mode[mode][1], test, candidates),
+              **clip_eval.retrieval_accuracy(by_mode[mode][1], truth)}
+    print(f"  {mode:<9}" + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+(before, old), (after, new) = by_mode["shortest"], by_mode["squash"]
+print(f"  {len(frames)} frames: image tensors {'identical' if torch.equal(before, after) else 'differ'} "
+      f"(max |diff| {(before - after).abs().max():.2e}); R1 max |diff| {(old - new).abs().max():.2e}")
+
 print("\n1. top-1 among the pair texts")
-models = {"domain CLIP": (model, preprocess, tokenizer), "random-init CLIP": clip.new_clip(arch, seed=1)}
+models = {"domain CLIP": (model, preprocess, tokenizer),
+          "random-init CLIP": clip.load_clip(name, cfg=cfg, load_weights=False, seed=1)}
 for label, triple in models.items():
     matrix = ClipReward(*triple, cfg.data_root).matrix(names, texts)
     scores = {**clip_eval.top1_accuracy(matrix, test, candidates), **clip_eval.retrieval_accuracy(matrix, truth)}

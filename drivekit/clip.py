@@ -7,9 +7,14 @@
   (shipped with the repository) or ``<cache_dir>/tiny-clip/``, and built there when missing;
 - ``"<arch>/<tag>"``: open_clip pretrained weights, e.g. ``"ViT-B-32/openai"``, the proposal's
   ``openai/clip-vit-base-patch32`` (downloaded once into open_clip's cache: needs the internet);
-- a checkpoint file (a state_dict; ``arch`` names its architecture, default ``ViT-B-32``), or a
-  folder written by :func:`save_clip` (open_clip's ``local-dir`` layout: ``open_clip_config.json``
-  and ``open_clip_model.safetensors``).
+- ``"<arch>/<checkpoint file>"`` or a bare checkpoint file (a state_dict; a bare file's architecture
+  is ``arch``, default ``ViT-B-32``), or a folder written by :func:`save_clip` (open_clip's
+  ``local-dir`` layout: ``open_clip_config.json`` with the architecture, and
+  ``open_clip_model.safetensors``), such as ``build-clip``'s output.
+
+The architecture comes from the source (:func:`clip_source`), never from a guess at the name.
+Every source's frames are preprocessed with open_clip's ``image_resize_mode`` ``RESIZE_MODE`` (the
+whole frame), in the reward and in training alike; the model runs on CUDA when available.
 
 ``train_clip`` trains any of them contrastively on clips (lists of frame files) paired with
 captions: R1 itself (mean of the frames' normalised embeddings · normalised text embedding) times
@@ -32,7 +37,9 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from copy import deepcopy
+from dataclasses import dataclass
 from pathlib import Path
 
 import open_clip
@@ -61,6 +68,11 @@ TINY_CONFIG = {
 factory._MODEL_CONFIGS[TINY_ARCH] = deepcopy(TINY_CONFIG)  # open_clip's registry of architectures
 
 ZOO_DIR = HOME / "data" / "zoo" / "tiny-clip"
+CHECKPOINT_ARCH = "ViT-B-32"  # the architecture of a bare checkpoint file unless told otherwise
+# open_clip's image_resize_mode for every CLIP source: "squash" resizes the whole frame to the square
+# input. "shortest" (ViT-B-32's default: resize, centre-crop) keeps the middle 720x720 of 1280x720,
+# losing the side lanes and cars; "longest" (resize, pad) spends 44 % of the input on padding.
+RESIZE_MODE = "squash"
 WEIGHTS_FILE = "open_clip_model.safetensors"
 CONFIG_FILE = "open_clip_config.json"
 BUILD_FILE = "build.json"
@@ -83,28 +95,70 @@ def tiny_clip_dir(cfg: Config | None = None) -> Path:
     return (cfg or load()).cache_dir / "tiny-clip"
 
 
+def default_device() -> str:
+    """Where a CLIP runs unless told otherwise: ``cuda`` when available, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _eval(model: torch.nn.Module, preprocess, tokenizer, device) -> tuple:
-    return model.to(device).eval(), preprocess, tokenizer
+    return model.to(device or default_device()).eval(), preprocess, tokenizer
 
 
-def new_clip(arch: str = TINY_ARCH, seed: int = 0, device: str | torch.device = "cpu") -> tuple:
-    """A randomly initialised open_clip model of architecture ``arch``, seeded."""
-    torch.manual_seed(seed)
+@contextmanager
+def _quiet():
+    """open_clip warns that no pretrained weights were loaded: intended for a random init."""
     previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # open_clip warns that no pretrained weights were loaded: intended
+    logging.disable(logging.WARNING)
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(arch)
+        yield
     finally:
         logging.disable(previous)
+
+
+def new_clip(arch: str = TINY_ARCH, seed: int = 0, device: str | torch.device = "cpu",
+             resize_mode: str | None = RESIZE_MODE) -> tuple:
+    """A randomly initialised open_clip model of architecture ``arch``, seeded."""
+    torch.manual_seed(seed)
+    with _quiet():
+        model, _, preprocess = open_clip.create_model_and_transforms(arch, image_resize_mode=resize_mode)
     return _eval(model, preprocess, open_clip.get_tokenizer(arch), device)
 
 
-def load_clip(name_or_path: str | Path = "tiny", *, arch: str = "ViT-B-32", cfg: Config | None = None,
-              device: str | torch.device = "cpu", build: bool = True) -> tuple:
-    """``(model, preprocess, tokenizer)`` for ``"tiny"``, ``"<arch>/<tag>"``, a checkpoint file or a folder.
+@dataclass(frozen=True)
+class ClipSource:
+    """What a :func:`load_clip` name stands for, in open_clip's terms.
 
-    ``arch`` is the architecture of a checkpoint file; ``cfg`` gives the cache and data of the
-    tiny CLIP, which is built when missing unless ``build`` is False.
+    ``model_name`` is a registered architecture or ``local-dir:<folder>``; ``pretrained`` a
+    pretrained tag or a checkpoint file of that architecture (None for a folder, which holds its
+    weights); ``model_cfg`` the architecture itself (open_clip's model config).
+    """
+
+    model_name: str
+    pretrained: str | None
+    model_cfg: dict
+
+    @property
+    def tag(self) -> dict:
+        """open_clip's settings of a pretrained tag (weights, preprocessing, QuickGELU); {} otherwise."""
+        if self.pretrained is None or self.model_name.startswith("local-dir:"):
+            return {}
+        return open_clip.get_pretrained_cfg(self.model_name, self.pretrained)
+
+
+def _architecture(arch: str, name) -> dict:
+    model_cfg = open_clip.get_model_config(arch)
+    if model_cfg is None:
+        raise ValueError(f"{name!r}: {arch!r} is not an open_clip architecture (open_clip.list_models())")
+    return model_cfg
+
+
+def clip_source(name_or_path: str | Path = "tiny", *, arch: str | None = None, cfg: Config | None = None,
+                build: bool = True) -> ClipSource:
+    """Resolve a :func:`load_clip` name (see the module docstring) to its architecture and weights.
+
+    The architecture comes from the source itself: a folder's ``open_clip_config.json``, the
+    ``<arch>`` of ``"<arch>/<tag or checkpoint file>"``; only a bare checkpoint file needs ``arch``
+    (default ``CHECKPOINT_ARCH``, the paper's ``ViT-B-32``).
     """
     if str(name_or_path) == "tiny":
         folder = tiny_clip_dir(cfg)
@@ -115,16 +169,56 @@ def load_clip(name_or_path: str | Path = "tiny", *, arch: str = "ViT-B-32", cfg:
         name_or_path = folder
     path = Path(name_or_path)
     if path.is_dir():
-        model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{path}")
-        return _eval(model, preprocess, open_clip.get_tokenizer(f"local-dir:{path}"), device)
+        config = path / CONFIG_FILE
+        if not config.is_file():
+            raise FileNotFoundError(f"{config} is missing: {path} is not a CLIP folder written by save_clip "
+                                    "(`python -m drivekit build-clip`)")
+        model_cfg = json.loads(config.read_text()).get("model_cfg")
+        if not isinstance(model_cfg, dict):
+            raise ValueError(f"{config}: no 'model_cfg' object")
+        return ClipSource(f"local-dir:{path}", None, model_cfg)
     if path.is_file():
-        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(path))
-        return _eval(model, preprocess, open_clip.get_tokenizer(arch), device)
-    model_arch, sep, tag = str(name_or_path).partition("/")
-    if not sep or not tag:
-        raise ValueError(f"{name_or_path!r} is not 'tiny', an existing file or folder, or '<arch>/<pretrained tag>'")
-    model, _, preprocess = open_clip.create_model_and_transforms(model_arch, pretrained=tag)
-    return _eval(model, preprocess, open_clip.get_tokenizer(model_arch), device)
+        arch = arch or CHECKPOINT_ARCH
+        return ClipSource(arch, str(path), _architecture(arch, name_or_path))
+    model_arch, sep, weights = str(name_or_path).partition("/")
+    if not sep or not weights:
+        raise ValueError(f"{name_or_path!r} is not 'tiny', an existing file or folder, "
+                         "or '<arch>/<pretrained tag or checkpoint file>'")
+    model_cfg = _architecture(model_arch, name_or_path)
+    source = ClipSource(model_arch, weights, model_cfg)
+    if not source.tag and not Path(weights).is_file():
+        raise ValueError(f"{name_or_path!r}: {weights!r} is neither a pretrained tag of {model_arch} "
+                         f"({', '.join(open_clip.list_pretrained_tags_by_model(model_arch)) or 'none'}) nor a file")
+    if source.tag.get("quick_gelu"):  # e.g. ViT-B-32/openai: OpenAI's weights were trained with QuickGELU
+        model_cfg["quick_gelu"] = True
+    return source
+
+
+def load_clip(name_or_path: str | Path = "tiny", *, arch: str | None = None, cfg: Config | None = None,
+              device: str | torch.device | None = None, build: bool = True, resize_mode: str | None = RESIZE_MODE,
+              load_weights: bool = True, seed: int = 0) -> tuple:
+    """``(model, preprocess, tokenizer)`` for ``"tiny"``, ``"<arch>/<tag>"``, a checkpoint file or a folder.
+
+    Resolved by :func:`clip_source` (``arch``: the architecture of a bare checkpoint file; ``cfg``:
+    the cache and data of the tiny CLIP, built when missing unless ``build`` is False). The model
+    goes to ``device`` (default: :func:`default_device`). ``resize_mode`` is open_clip's
+    ``image_resize_mode`` (default ``RESIZE_MODE``, the whole frame; None keeps the source's own).
+    ``load_weights=False`` gives the same architecture and preprocessing at random init, seeded
+    by ``seed`` (a chance baseline; it reads no weights and leaves the global random state alone).
+    """
+    source = clip_source(name_or_path, arch=arch, cfg=cfg, build=build)
+    tag = source.tag
+    options = dict(image_resize_mode=resize_mode, force_quick_gelu=bool(source.model_cfg.get("quick_gelu")))
+    if load_weights:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            source.model_name, pretrained=source.pretrained, **options)
+    else:  # a tag's preprocessing without its download
+        with torch.random.fork_rng(devices=[]), _quiet():
+            torch.manual_seed(seed)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                source.model_name, load_weights=False, image_mean=tag.get("mean"), image_std=tag.get("std"),
+                image_interpolation=tag.get("interpolation"), **options)
+    return _eval(model, preprocess, open_clip.get_tokenizer(source.model_name), device)
 
 
 def save_clip(model: torch.nn.Module, folder: str | Path, model_cfg: dict, info: dict | None = None) -> Path:
@@ -342,37 +436,32 @@ def training_pairs(cfg: Config) -> tuple[list[list[Path]], list[tuple[str, ...]]
     return clips, [(text,) for text in labels]
 
 
-def build_clip(cfg: Config, out: str | Path, base: str | None = None, progress: bool = True, **recipe) -> Path:
+def build_clip(cfg: Config, out: str | Path, base: str | None = None, progress: bool = True,
+               resize_mode: str | None = RESIZE_MODE, **recipe) -> Path:
     """Train a CLIP on ``cfg``'s data (:func:`training_pairs`) and save it to ``out``.
 
     ``base`` None trains the tiny architecture from scratch (seed ``cfg.seed``); otherwise it is
-    loaded with :func:`load_clip` and fine-tuned. ``recipe`` overrides the matching ``RECIPES``.
+    loaded with :func:`load_clip` (on :func:`default_device`) and fine-tuned, and saved with its
+    own architecture. Frames are preprocessed with ``resize_mode`` (as the reward does, see
+    ``RESIZE_MODE``). ``recipe`` overrides the matching ``RECIPES``.
     """
     start = time.perf_counter()
     if base is None:
-        model, preprocess, tokenizer = new_clip(TINY_ARCH, seed=cfg.seed)
+        model, preprocess, tokenizer = new_clip(TINY_ARCH, seed=cfg.seed, resize_mode=resize_mode)
         model_cfg, recipe = deepcopy(TINY_CONFIG), {**RECIPES["scratch"], **recipe}
     else:
-        model, preprocess, tokenizer = load_clip(base, cfg=cfg, device="cuda" if torch.cuda.is_available() else "cpu")
-        model_cfg, recipe = _model_cfg(base), {**RECIPES["finetune"], **recipe}
+        model, preprocess, tokenizer = load_clip(base, cfg=cfg, resize_mode=resize_mode)
+        model_cfg, recipe = clip_source(base, cfg=cfg).model_cfg, {**RECIPES["finetune"], **recipe}
     clips, captions = training_pairs(cfg)
     pairs = [c.text for c in pair_candidates()]
     losses = train_clip(model, preprocess, tokenizer, clips, captions, candidates=pairs, seed=cfg.seed,
                         progress=progress, **recipe)
     generator = Path(cfg.data_root) / "generator.json"  # the synthetic dataset's settings
-    info = dict(base=base, profile=cfg.profile, clips=len(clips),
+    info = dict(base=base, profile=cfg.profile, clips=len(clips), resize_mode=resize_mode,
                 dataset=json.loads(generator.read_text()) if generator.is_file() else str(cfg.data_root),
                 caption_kinds=len(captions[0]), seed=cfg.seed, **recipe, final_loss=losses[-1],
                 seconds=round(time.perf_counter() - start, 1))
     return save_clip(model, out, model_cfg, info)
-
-
-def _model_cfg(base: str) -> dict:
-    """The open_clip model config of a :func:`load_clip` name (to save a fine-tuned copy)."""
-    path = Path(tiny_clip_dir() if base == "tiny" else base)
-    if path.is_dir():
-        return json.loads((path / CONFIG_FILE).read_text())["model_cfg"]
-    return open_clip.get_model_config(base.partition("/")[0])
 
 
 def build_tiny_clip(cfg: Config, out: str | Path | None = None, progress: bool = True) -> Path:
@@ -392,6 +481,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
+    p.add_argument("--resize-mode", default=RESIZE_MODE, choices=("squash", "longest", "shortest"),
+                   help=f"open_clip's image_resize_mode for the frames (default {RESIZE_MODE}: the whole frame)")
     a = p.parse_args(argv)
     cfg = load(a.profile)
     if a.seed is not None:
@@ -400,7 +491,7 @@ def main(argv: list[str] | None = None) -> None:
     out = a.out or (cfg.runs_dir / "clip-finetuned" if a.base else ZOO_DIR if cfg.synthetic else
                     cfg.runs_dir / "clip-scratch")
     start = time.perf_counter()
-    folder = build_clip(cfg, out, a.base, **recipe)
+    folder = build_clip(cfg, out, a.base, resize_mode=a.resize_mode, **recipe)
     size = (folder / WEIGHTS_FILE).stat().st_size / 2**20
     print(f"wrote {folder} ({size:.1f} MiB weights) in {time.perf_counter() - start:.1f} s")
 

@@ -5,6 +5,8 @@ The candidates are the ``Action: <a>; Reason: <r>`` texts (``formats.target_text
 the toy split has single-label clips such as (move forward, no lane on the left), and a reward
 model must also rank an inconsistent pair below the right one. A clip's prediction is the
 candidate with the highest R1; its action and reason are read off that candidate.
+
+The functions take R1 matrices (clips x texts) on any device: a reward on the GPU leaves them there.
 """
 from __future__ import annotations
 
@@ -69,7 +71,7 @@ def retrieval_accuracy(matrix: torch.Tensor, truth: np.ndarray) -> dict[str, flo
     clip -> text: the clip's highest-R1 text is its own. text -> clip: for each text that is some
     clip's own, its highest-R1 clip is one of those clips (averaged over those texts).
     """
-    truth = torch.as_tensor(truth)
+    matrix, truth = matrix.cpu(), torch.as_tensor(truth)
     clip_to_text = (matrix.argmax(1) == truth).float().mean().item()
     texts = truth.unique()
     text_to_clip = (truth[matrix[:, texts].argmax(0)] == texts).float().mean().item()
@@ -84,7 +86,7 @@ def r1_by_text_group(matrix: torch.Tensor, samples: list[Sample], candidates: li
     cand_action = np.array([c.action for c in candidates])
     truth = true_candidate(samples, candidates)
     rows = []
-    for s, values, own in zip(samples, matrix.numpy(), truth):
+    for s, values, own in zip(samples, matrix.cpu().numpy(), truth):
         action = s.actions.index(1)
         same = (cand_action == action) & (np.arange(len(candidates)) != own)
         for group, mask in (("true text", np.arange(len(candidates)) == own), ("same action, other reason", same),
@@ -95,6 +97,7 @@ def r1_by_text_group(matrix: torch.Tensor, samples: list[Sample], candidates: li
 
 def reward_spread(matrix: torch.Tensor, truth: np.ndarray) -> dict[str, float]:
     """How far R1 separates a clip's true text from the other candidates (means over clips)."""
+    matrix = matrix.cpu()
     own = matrix[torch.arange(len(matrix)), torch.as_tensor(truth)]
     others = matrix.clone()
     others[torch.arange(len(matrix)), torch.as_tensor(truth)] = float("-inf")

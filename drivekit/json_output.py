@@ -5,9 +5,10 @@ The output object (field order as generated)::
     {"scene": "...", "actions": ["Stop/Slow down"], "reasons": ["Obstacle: car"],
      "justification": "Stop/Slow down because of obstacle: car."}
 
-Actions and reasons are restricted to the taxonomy's phrases (enums in the JSON Schema, which also
-drives constrained decoding). ``structure_score`` grades a text level by level (the R3 reward):
-strict JSON object -> required fields with the right types -> values in the taxonomy -> reasons
+Actions and reasons are restricted to the taxonomy's phrases, each listed at most once (enums and
+``uniqueItems`` in the JSON Schema, which also drives constrained decoding; validation rejects a
+repeated phrase). ``structure_score`` grades a text level by level (the R3 reward): strict JSON
+object -> required fields with the right types -> distinct values in the taxonomy -> reasons
 consistent with the chosen actions -> a non-empty justification; each level gives partial credit.
 
 A clip's JSON target (:func:`json_target_for`) takes its ``scene`` text from the synthetic
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import Config
 from .formats import Parsed
@@ -38,9 +39,19 @@ class DrivingDecision(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     scene: str = Field(max_length=MAX_TEXT, description="what the frames show")
-    actions: list[ActionPhrase] = Field(min_length=1, max_length=N_ACTIONS, description="possible actions")
-    reasons: list[ReasonPhrase] = Field(max_length=N_REASONS, description="the reasons for them")
+    actions: list[ActionPhrase] = Field(min_length=1, max_length=N_ACTIONS, description="possible actions",
+                                        json_schema_extra={"uniqueItems": True})
+    reasons: list[ReasonPhrase] = Field(max_length=N_REASONS, description="the reasons for them",
+                                        json_schema_extra={"uniqueItems": True})
     justification: str = Field(min_length=1, max_length=MAX_TEXT, description="one sentence tying actions to reasons")
+
+    @field_validator("actions", "reasons")
+    @classmethod
+    def _no_repeats(cls, items: list[str]) -> list[str]:
+        repeated = sorted({item for item in items if items.count(item) > 1})
+        if repeated:
+            raise ValueError(f"items must be unique; repeated: {', '.join(map(repr, repeated))}")
+        return items
 
 
 FIELDS = {"scene": str, "actions": list, "reasons": list, "justification": str}
@@ -148,8 +159,9 @@ def structure_score(text) -> StructureScore:
 
     - json: 1 when the whole text is one strict JSON object (no repair, no surrounding text);
     - fields: share of the 4 required fields present with the right type (extra keys cost a share);
-    - taxonomy: share of the listed actions and reasons that are taxonomy phrases (0 if none listed);
-    - consistency: share of the known reasons that fit the chosen actions: a reason for an action
+    - taxonomy: share of the listed actions and reasons that are distinct taxonomy phrases (a repeat
+      counts like an unknown phrase; 0 if none listed);
+    - consistency: share of the distinct known reasons that fit the chosen actions: a reason for an action
       (0-14) needs that action chosen; a "why not" reason (15-20) needs its turn *not* chosen
       (1 when actions are known and no reason is listed, 0 when no known action is listed);
     - justification: 1 for a non-empty justification that names a chosen action, 0.5 if only non-empty.
@@ -166,7 +178,7 @@ def structure_score(text) -> StructureScore:
     reasons = [r for r in obj.get("reasons", []) if isinstance(r, str)] if "reasons" in typed else []
     listed = len(obj["actions"] if "actions" in typed else []) + len(obj["reasons"] if "reasons" in typed else [])
     known_actions = {ACTION_PHRASES.index(a) for a in actions if a in ACTION_PHRASES}
-    known_reasons = [REASON_PHRASES.index(r) for r in reasons if r in REASON_PHRASES]
+    known_reasons = list(dict.fromkeys(REASON_PHRASES.index(r) for r in reasons if r in REASON_PHRASES))
     if listed:
         score.taxonomy = (len(known_actions) + len(known_reasons)) / listed
     if known_actions:  # with no reasons listed there is nothing inconsistent

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .bddoia import frame_paths, load_image
-from .clip import encode_text
+from .clip import default_device, encode_text
 
 MAX_CHARS = 2000  # text kept for tokenising: far more than 77 tokens, and bounded work on garbage
 
@@ -64,35 +64,52 @@ class ClipReward:
     ``reward(completions, file_name=[...])`` scores completion k against clip ``file_name[k]``
     (a BDD-OIA file name under ``root``; the column may also be called ``name``). The frames'
     image embeddings are computed once per clip and kept in memory and, when ``cache_dir`` is
-    given, on disk (``<cache_dir>/clip_embeddings/<model fingerprint>/<clip>.pt``, checked
-    against the frame files' sizes and times). Texts are encoded in batches of ``batch_size``,
+    given, on disk (``<cache_dir>/clip_embeddings/<fingerprint>/<clip>.pt``, the fingerprint
+    hashing the weights, the preprocessing (resize mode included) and the root; each entry is
+    checked against the frame files' sizes and times). Texts are encoded in batches of ``batch_size``,
     each distinct text once; empty or garbage completions score like the empty text, long ones
     are truncated to the model's context (77 tokens). ``n_frames`` uses the last M frames
     (default: all).
+
+    The model runs on ``device`` (default: CUDA when available, else the CPU; the model is moved
+    there), and the embeddings, in memory, and R1 stay there; the disk cache holds CPU copies.
     """
 
     def __init__(self, model: torch.nn.Module, preprocess, tokenizer, root: str | Path,
-                 cache_dir: str | Path | None = None, n_frames: int | None = None, batch_size: int = 64):
-        self.model, self.preprocess, self.tokenizer = model.eval(), preprocess, tokenizer
+                 cache_dir: str | Path | None = None, n_frames: int | None = None, batch_size: int = 64,
+                 device: str | torch.device | None = None):
+        self.device = torch.device(device or default_device())
+        self.model, self.preprocess, self.tokenizer = model.to(self.device).eval(), preprocess, tokenizer
         self.root, self.n_frames, self.batch_size = Path(root), n_frames, batch_size
-        self.device = next(model.parameters()).device
         self.cache_dir = Path(cache_dir) / "clip_embeddings" / self._fingerprint() if cache_dir else None
         self._frames: dict[str, torch.Tensor] = {}
         self.__name__ = "r1_clip"  # trl logs a reward function under its __name__
 
     @classmethod
-    def from_config(cls, cfg=None, device: str | torch.device = "cpu", **kwargs) -> "ClipReward":
-        """The R1 reward of a profile: its CLIP (``cfg.clip``), data root and embedding cache."""
+    def from_config(cls, cfg=None, device: str | torch.device | None = None, *, random_seed: int | None = None,
+                    arch: str | None = None, **kwargs) -> "ClipReward":
+        """The R1 reward of a profile: its CLIP (``cfg.clip``, any :func:`clip.load_clip` source), data
+        root and embedding cache, on ``device`` (default: CUDA when available).
+
+        ``random_seed``: the same CLIP architecture and preprocessing at random init with that
+        seed instead, a chance baseline (no disk cache). ``arch``: a bare checkpoint file's architecture.
+        """
         from .clip import load_clip
         from .config import load
 
         cfg = cfg or load()
-        model, preprocess, tokenizer = load_clip(cfg.clip, cfg=cfg, device=device)
-        return cls(model, preprocess, tokenizer, cfg.data_root, cache_dir=cfg.cache_dir, **kwargs)
+        model, preprocess, tokenizer = load_clip(cfg.clip, arch=arch, cfg=cfg, device=device,
+                                                 load_weights=random_seed is None, seed=random_seed or 0)
+        cache_dir = cfg.cache_dir if random_seed is None else None
+        return cls(model, preprocess, tokenizer, cfg.data_root, cache_dir=cache_dir, device=device, **kwargs)
 
     def _fingerprint(self) -> str:
-        """A hash of the weights, the preprocessing and the data root: the disk cache's key."""
-        h = hashlib.sha256(f"{self.preprocess}|{self.root.resolve()}".encode())
+        """A hash of the weights, the preprocessing and the data root: the disk cache's key.
+
+        The preprocessing is its description (resize mode, sizes, normalisation) and any padding fill.
+        """
+        fills = [getattr(t, "fill", None) for t in getattr(self.preprocess, "transforms", ())]
+        h = hashlib.sha256(f"{self.preprocess}|{fills}|{self.root.resolve()}".encode())
         for name, tensor in self.model.state_dict().items():
             h.update(name.encode())
             h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
@@ -107,7 +124,7 @@ class ClipReward:
         if not file.is_file():
             return None
         try:
-            saved = torch.load(file, weights_only=True)
+            saved = torch.load(file, weights_only=True, map_location=self.device)
             return saved["embeddings"] if saved["stamp"] == self._stamp(paths) else None
         except Exception:  # an unreadable cache entry is a miss: it is recomputed and rewritten
             return None
@@ -116,7 +133,7 @@ class ClipReward:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         file = self.cache_dir / f"{Path(name).stem}.pt"
         partial = file.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(dict(stamp=self._stamp(paths), embeddings=embeddings), partial)
+        torch.save(dict(stamp=self._stamp(paths), embeddings=embeddings.cpu()), partial)
         os.replace(partial, file)  # atomic: readers never see half a file
 
     @torch.inference_mode()
@@ -135,7 +152,7 @@ class ClipReward:
         embeddings = []
         for start in range(0, len(frames), self.batch_size):
             images = torch.stack([self.preprocess(load_image(p)) for p in frames[start:start + self.batch_size]])
-            embeddings.append(self.model.encode_image(images.to(self.device)).float().cpu())
+            embeddings.append(self.model.encode_image(images.to(self.device)).float())
         for name, e in zip(missing, torch.cat(embeddings).split([len(paths[n]) for n in missing])):
             self._frames[name] = F.normalize(e, dim=-1)
             if self.cache_dir:
@@ -160,21 +177,21 @@ class ClipReward:
         clean = [" ".join(completion_text(t).split())[:MAX_CHARS] for t in texts]
         distinct = list(dict.fromkeys(clean)) or [""]  # (one text encoded even for none: the width)
         tokens = self.tokenizer(distinct).to(self.device)
-        table = F.normalize(encode_text(self.model, tokens, self.batch_size).float().cpu(), dim=-1)
+        table = F.normalize(encode_text(self.model, tokens, self.batch_size).float(), dim=-1)
         index = {text: i for i, text in enumerate(distinct)}
-        return table[[index[t] for t in clean]]
+        return table[torch.tensor([index[t] for t in clean], dtype=torch.long, device=self.device)]
 
     # -- R1 --------------------------------------------------------------------------------------
     def matrix(self, names: Sequence[str], texts: Sequence, n_frames: int | None = None) -> torch.Tensor:
-        """R1 of every clip with every text, ``(len(names), len(texts))``."""
+        """R1 of every clip with every text, ``(len(names), len(texts))``, on the reward's device."""
         return self.video_embeddings(names, n_frames) @ self.text_embeddings(texts).T
 
     def scores(self, names: Sequence[str], texts: Sequence, n_frames: int | None = None) -> torch.Tensor:
-        """R1 of clip ``names[k]`` with text ``texts[k]``, ``(N,)``."""
+        """R1 of clip ``names[k]`` with text ``texts[k]``, ``(N,)``, on the reward's device."""
         if len(names) != len(texts):
             raise ValueError(f"{len(texts)} texts for {len(names)} clips")
         if not texts:
-            return torch.zeros(0)
+            return torch.zeros(0, device=self.device)
         return (self.video_embeddings(names, n_frames) * self.text_embeddings(texts)).sum(-1)
 
     def __call__(self, completions: Sequence, file_name: Sequence[str] | None = None, **batch) -> list[float]:

@@ -2,6 +2,7 @@
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -9,9 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from open_clip import factory
+from open_clip.transform import image_transform
 from PIL import Image
 
-from drivekit import clip, clip_eval
+from drivekit import clip, clip_eval, config, synthetic
 from drivekit.bddoia import Sample, load_image
 from drivekit.rewards import ClipReward, completion_text, r1, video_embedding
 
@@ -165,22 +167,56 @@ def test_paper_loader_works_offline_from_a_local_checkpoint_file(small_clip, tmp
     loaded, preprocess, tokenizer = clip.load_clip(path, arch=ARCH)
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), k
-    assert not loaded.training and preprocess.transforms[0].size == 32
+    assert not loaded.training and preprocess.transforms[0].size == (32, 32)  # squashed, not cropped
     assert tokenizer(["hello"]).shape == (1, 77)
 
 
 def test_pretrained_tags_go_to_open_clip(monkeypatch, small_clip):
     seen = []
 
-    def fake(arch, pretrained=None):
-        seen.append((arch, pretrained))
+    def fake(arch, pretrained=None, **options):
+        seen.append((arch, pretrained, options))
         return small_clip[0], None, small_clip[1]
 
     monkeypatch.setattr(open_clip, "create_model_and_transforms", fake)
-    clip.load_clip("ViT-B-32/openai")
-    assert seen == [("ViT-B-32", "openai")]
+    clip.load_clip("ViT-B-32/openai", device="cpu")
+    # OpenAI's weights were trained with QuickGELU, which open_clip's plain ViT-B-32 config lacks
+    assert seen == [("ViT-B-32", "openai", dict(image_resize_mode="squash", force_quick_gelu=True))]
+    assert clip.clip_source("ViT-B-32/openai").model_cfg["quick_gelu"] is True
     with pytest.raises(ValueError, match="not 'tiny'"):
         clip.load_clip("no-such-model")
+    with pytest.raises(ValueError, match="neither a pretrained tag of ViT-B-32"):
+        clip.load_clip("ViT-B-32/no-such-tag")
+    with pytest.raises(ValueError, match="not an open_clip architecture"):
+        clip.load_clip("No-Such-Arch/openai")
+
+
+def test_a_random_init_baseline_reads_no_weights(monkeypatch, small_clip):
+    """``load_weights=False`` of a pretrained tag downloads nothing and keeps the tag's preprocessing."""
+    seen = []
+
+    def fake(arch, pretrained=None, **options):
+        seen.append((arch, pretrained, options))
+        return small_clip[0], None, small_clip[1]
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", fake)
+    state = torch.random.get_rng_state()
+    clip.load_clip("ViT-B-32/openai", load_weights=False, seed=3, device="cpu")
+    assert torch.equal(state, torch.random.get_rng_state())  # the global random state is left alone
+    (arch, pretrained, options), = seen
+    assert arch == "ViT-B-32" and pretrained is None and options["load_weights"] is False
+    assert options["image_mean"] == open_clip.get_pretrained_cfg("ViT-B-32", "openai")["mean"]
+
+
+def test_a_bare_checkpoint_file_is_a_vit_b_32_unless_told(tmp_path):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(b"")  # resolving reads no weights
+    assert clip.clip_source(path).model_cfg == open_clip.get_model_config("ViT-B-32")
+    assert clip.clip_source(path, arch=ARCH).model_cfg == factory._MODEL_CONFIGS[ARCH]
+    source = clip.clip_source(f"{ARCH}/{path}")  # "<arch>/<checkpoint file>": the architecture in the name
+    assert (source.model_name, source.pretrained) == (ARCH, str(path))
+    with pytest.raises(FileNotFoundError, match="open_clip_config.json is missing"):
+        clip.clip_source(tmp_path)
 
 
 def test_saved_folder_round_trip(small_clip, tmp_path):
@@ -248,17 +284,160 @@ def test_pair_candidates_and_accuracies():
 
 
 def test_build_clip_fine_tunes_a_saved_model(small_clip, root, tmp_path, monkeypatch):
-    """The fine-tuning option (``build-clip --base ...``) end to end, on three clips."""
+    """The fine-tuning option (``build-clip --base ...``) end to end, on three clips, on whole frames."""
     from drivekit import config
 
     base = clip.save_clip(small_clip[0], tmp_path / "base", factory._MODEL_CONFIGS[ARCH])
     clips = [[root / "data" / f"clip{c}_f{f}.jpg" for f in range(3)] for c in range(3)]
     captions = [(TEXTS[0],), (TEXTS[1],), (TEXTS[0],)]
     monkeypatch.setattr(clip, "training_pairs", lambda cfg: (clips, captions))
+    trained_with = []
+    train = clip.train_clip
+    monkeypatch.setattr(clip, "train_clip", lambda model, preprocess, *a, **k: trained_with.append(preprocess)
+                        or train(model, preprocess, *a, **k))
     cfg = config.load("tiny", data_root=root, cache_dir=tmp_path / "cache")
     out = clip.build_clip(cfg, tmp_path / "tuned", base=str(base), progress=False, epochs=1, batch_size=2)
     info = json.loads((out / clip.BUILD_FILE).read_text())
     assert info["base"] == str(base) and info["lr"] == clip.RECIPES["finetune"]["lr"] and info["clips"] == 3
+    assert info["resize_mode"] == "squash"
+    assert json.loads((out / clip.CONFIG_FILE).read_text())["model_cfg"] == factory._MODEL_CONFIGS[ARCH]
+    assert sees_the_edges(trained_with[0], wide_frames(tmp_path))  # training sees what the reward sees
     tuned = clip.load_clip(out)[0]
     before = clip.load_clip(base)[0].state_dict().values()
     assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), before))
+
+
+# ---------------------------------------------------------------------------------------------
+# R1 sees the whole frame
+# ---------------------------------------------------------------------------------------------
+def wide_frames(folder: Path) -> dict[str, Path]:
+    """1280x720 frames (BDD-OIA's size): blank, and with content only in the outer 100 px of one side."""
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    frames = {"blank": np.zeros((720, 1280, 3), np.uint8)}
+    frames["left"], frames["right"] = frames["blank"].copy(), frames["blank"].copy()
+    frames["left"][:, :100] = 255
+    frames["right"][:, -100:] = 255
+    for name, pixels in frames.items():
+        Image.fromarray(pixels).save(folder / "data" / f"{name}.jpg")
+    return {name: folder / "data" / f"{name}.jpg" for name in frames}
+
+
+def sees_the_edges(preprocess, frames: dict[str, Path]) -> bool:
+    """Whether both side strips change the image tensor (a centre crop leaves them out)."""
+    blank = preprocess(load_image(frames["blank"]))
+    return all(not torch.allclose(preprocess(load_image(frames[side])), blank, atol=1e-3) for side in ("left", "right"))
+
+
+def test_the_reward_sees_the_edges_of_a_wide_frame(small_clip, tmp_path):
+    folder = clip.save_clip(small_clip[0], tmp_path / "clip", factory._MODEL_CONFIGS[ARCH])
+    frames = wide_frames(tmp_path)
+    assert json.loads((folder / clip.CONFIG_FILE).read_text())["preprocess_cfg"]["resize_mode"] == "squash"
+    saved = json.loads((folder / clip.CONFIG_FILE).read_text())
+    saved["preprocess_cfg"]["resize_mode"] = "shortest"  # a folder saved with open_clip's centre crop
+    (folder / clip.CONFIG_FILE).write_text(json.dumps(saved))
+    cropped = ClipReward(*clip.load_clip(folder, resize_mode=None), tmp_path)
+    whole = ClipReward(*clip.load_clip(folder), tmp_path)  # every source gets the whole frame
+    assert not sees_the_edges(cropped.preprocess, frames)  # what the old preprocessing did: edges cut off
+    assert sees_the_edges(whole.preprocess, frames) and sees_the_edges(clip.new_clip(ARCH)[1], frames)
+    for reward, differs in ((whole, True), (cropped, False)):
+        blank, left, right = reward.frame_embeddings(["blank.jpg", "left.jpg", "right.jpg"])
+        assert (not torch.allclose(left, blank, atol=1e-4)) == differs
+        assert (not torch.allclose(right, blank, atol=1e-4)) == differs
+
+
+def test_disk_cache_is_keyed_by_the_preprocessing(small_clip, root, tmp_path):
+    model, _, tokenizer = small_clip
+    transforms = [image_transform(32, False, resize_mode=mode) for mode in ("squash", "longest", "shortest")]
+    transforms.append(image_transform(32, False, resize_mode="longest", fill_color=255))  # another padding
+    keys = {ClipReward(model, t, tokenizer, root, cache_dir=tmp_path).cache_dir for t in transforms}
+    assert len(keys) == len(transforms)
+
+
+# ---------------------------------------------------------------------------------------------
+# The reward runs on the model's device
+# ---------------------------------------------------------------------------------------------
+def test_the_reward_runs_on_the_device_it_is_given(root, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert clip.default_device() == "cuda"  # the default, for load_clip and ClipReward alike
+    model, preprocess, tokenizer = clip.new_clip(ARCH, seed=0)
+    # "meta" holds no data: any copy of the embeddings back to the CPU would raise
+    reward = ClipReward(model, preprocess, tokenizer, root, device="meta")
+    assert reward.device.type == "meta" and all(p.device.type == "meta" for p in model.parameters())
+    assert all(e.device.type == "meta" for e in reward.frame_embeddings(NAMES))
+    assert reward.video_embeddings(NAMES).shape == (4, 16) and reward.video_embeddings(NAMES).device.type == "meta"
+    loaded = clip.load_clip(clip.save_clip(clip.new_clip(ARCH)[0], root / "saved", factory._MODEL_CONFIGS[ARCH]),
+                            device="meta")[0]
+    assert all(p.device.type == "meta" for p in loaded.parameters())
+
+
+def test_the_reward_on_the_cpu_keeps_its_tensors_there(small_clip, root, tmp_path):
+    reward = ClipReward(*small_clip, root, cache_dir=tmp_path, device="cpu")
+    assert reward.matrix(NAMES, TEXTS).device.type == "cpu" and reward.text_embeddings(TEXTS).device.type == "cpu"
+    assert all(e.device.type == "cpu" for e in reward.frame_embeddings(NAMES))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_reward_on_cuda_matches_the_cpu(root, tmp_path):
+    model, preprocess, tokenizer = clip.new_clip(ARCH, seed=0)
+    on_cpu = ClipReward(model, preprocess, tokenizer, root, device="cpu").matrix(NAMES, TEXTS)
+    gpu = ClipReward(model, preprocess, tokenizer, root, cache_dir=tmp_path)  # the default: CUDA
+    matrix = gpu.matrix(NAMES, TEXTS)
+    assert gpu.device.type == "cuda" and matrix.device.type == "cuda" and next(model.parameters()).is_cuda
+    assert torch.allclose(matrix.cpu(), on_cpu, atol=1e-4)
+    assert gpu(TEXTS, file_name=NAMES) == pytest.approx(on_cpu.diagonal().tolist(), abs=1e-4)
+    again = ClipReward(model, preprocess, tokenizer, root, cache_dir=tmp_path, device="cpu")  # the disk cache
+    assert torch.allclose(again.matrix(NAMES, TEXTS), on_cpu, atol=1e-4)
+    assert clip_eval.retrieval_accuracy(matrix, np.arange(4)) == clip_eval.retrieval_accuracy(on_cpu, np.arange(4))
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 03 with any CLIP source
+# ---------------------------------------------------------------------------------------------
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_clip_reward.ipynb"
+
+
+@pytest.fixture(scope="module")
+def official_layout(tmp_path_factory):
+    """BDD-OIA's official layout: one wide JPEG per sample, no scene descriptions."""
+    root = synthetic.generate(tmp_path_factory.mktemp("bdd-oia"), n_clips=120, n_frames=2, size=(128, 72),
+                              seed=3, workers=1, progress=False)
+    for path in root.glob("data/*_f*.jpg"):
+        path.unlink()
+    (root / "scenes.jsonl").unlink()
+    return root
+
+
+@pytest.mark.parametrize("kind", ["build-clip folder", "<arch>/<checkpoint>", "checkpoint file"])
+def test_notebook_03_runs_with_a_local_clip(kind, small_clip, official_layout, tmp_path, monkeypatch):
+    """The notebook's own code cells, in order, with the paper profile's CLIP set to a local source."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import nbformat
+
+    matplotlib.use("Agg")
+    model = small_clip[0]
+    if kind == "build-clip folder":
+        source = str(clip.save_clip(model, tmp_path / "clip", factory._MODEL_CONFIGS[ARCH]))
+    else:
+        torch.save(model.state_dict(), tmp_path / "clip.pt")
+        source = f"{ARCH}/{tmp_path / 'clip.pt'}" if kind.startswith("<arch>") else str(tmp_path / "clip.pt")
+        monkeypatch.setattr(clip, "CHECKPOINT_ARCH", ARCH)  # (a random ViT-B-32 takes a minute to build here)
+    monkeypatch.setitem(config.PROFILES["paper"], "clip", source)
+    for var, value in (("PROFILE", "paper"), ("DATA", official_layout), ("CACHE", tmp_path / "cache"),
+                       ("RUNS", tmp_path / "runs")):
+        monkeypatch.setenv(f"DRIVEKIT_{var}", str(value))
+    cells = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
+    namespace = {}
+    try:
+        for i, code in enumerate(cells):
+            exec(compile(code, f"{NOTEBOOK.name} code cell {i}", "exec"), namespace)
+    finally:
+        plt.close("all")
+    reward, baseline, matrices = namespace["reward"], namespace["baseline"], namespace["matrices"]
+    assert reward.preprocess.transforms[0].size == (32, 32)  # the whole frame, squashed
+    shapes = lambda m: {k: v.shape for k, v in m.state_dict().items()}
+    assert shapes(baseline.model) == shapes(reward.model)  # the chance baseline: same architecture, ...
+    assert not torch.equal(baseline.model.visual.conv1.weight, reward.model.visual.conv1.weight)  # other weights
+    stored = model.visual.conv1.weight.half().float() if kind == "build-clip folder" else model.visual.conv1.weight
+    assert torch.equal(reward.model.visual.conv1.weight, stored)  # (a folder stores float16)
+    assert all(m.shape == (len(namespace["names"]), 84) for m in matrices.values())

@@ -38,6 +38,7 @@ def test_schema_export_restricts_phrases():
     props = schema["properties"]
     assert props["actions"]["items"]["enum"] == list(ACTION_PHRASES)
     assert props["reasons"]["items"]["enum"] == list(REASON_PHRASES)
+    assert props["actions"]["uniqueItems"] is True and props["reasons"]["uniqueItems"] is True
 
 
 def _obj(**changes):
@@ -60,6 +61,11 @@ CRAFTED = {  # text -> expected (json, fields, taxonomy, consistency, justificat
     "a JSON list": ("[1, 2]", (0, 0, 0, 0, 0)),
     "1 MB string": ("{" * 2**20, (0, 0, 0, 0, 0)),
     "1 MB valid-looking": (_obj(scene="x" * 2**20), (1, 1, 1, 1, 1)),
+    # a repeated phrase counts like an unknown one at the taxonomy level: 2 distinct of 3 listed
+    "repeated action": (_obj(actions=["Stop/Slow down"] * 2), (1, 1, 2 / 3, 1, 1)),
+    "repeated reason": (_obj(reasons=["Obstacle: car"] * 2), (1, 1, 2 / 3, 1, 1)),
+    # what constrained decoding once produced: 2 distinct of 5 listed; an obstacle is no reason to turn
+    "4 x Turn right": (_obj(actions=["Turn right"] * 4, justification="Turn right."), (1, 1, 2 / 5, 0, 1)),
 }
 
 
@@ -71,7 +77,8 @@ def test_structure_score_levels(name):
     assert s.total == pytest.approx(sum(expected) / 5)
 
 
-@pytest.mark.parametrize("name", ["truncated", "extra text around", "wrong enum value", "empty", "1 MB string"])
+@pytest.mark.parametrize("name", ["truncated", "extra text around", "wrong enum value", "empty", "1 MB string",
+                                  "repeated action", "repeated reason", "4 x Turn right"])
 def test_parse_json_never_raises_and_reports(name):
     parsed = J.parse_json(CRAFTED[name][0])
     assert not parsed.ok and parsed.problems
@@ -82,6 +89,20 @@ def test_parse_json_keeps_known_phrases_of_an_invalid_object():
     parsed = J.parse_json(_obj(actions=["Stop/Slow down", "Fly"]))
     assert not parsed.ok and any("actions" in p for p in parsed.problems)
     assert parsed.actions.tolist() == [0, 1, 0, 0]
+
+
+def test_validation_rejects_repeated_phrases():
+    for field, phrase in (("actions", "Turn right"), ("reasons", "Obstacle: car")):
+        obj = json.loads(VALID)
+        obj[field] = [phrase] * 4
+        with pytest.raises(ValueError, match="unique"):
+            J.DrivingDecision.model_validate(obj)
+        parsed = J.parse_json(json.dumps(obj))
+        assert not parsed.ok and parsed.problems == [f"{field}: Value error, items must be unique; repeated: {phrase!r}"]
+        assert (parsed.actions if field == "actions" else parsed.reasons).sum() == 1  # the phrase is still read
+    obj = json.loads(VALID)
+    obj["actions"] = ["Stop/Slow down", "Move forward"]  # distinct but out of taxonomy order: valid
+    assert J.parse_json(json.dumps(obj)).ok
 
 
 def test_garbage_types_score_zero():

@@ -1,12 +1,20 @@
 """The SFT stage (notebook 02): QLoRA SFT on the toy train subset, predictions on the toy test split.
 
 Run directory, under ``cfg.runs_dir / "sft"`` (:class:`SFTArtifacts`): ``best/`` (adapter),
-``checkpoint-<step>/``, ``loss_log.csv`` (step, epoch, lr, train_loss, val_loss),
-``predictions.jsonl`` (:mod:`drivekit.evaluation`'s rows) and ``summary.json`` (settings, best
-step, scores, timings). :func:`ensure` trains them when missing.
+``checkpoint-<step>/`` (adapters; the newest also holds the trainer state a run resumes from),
+``loss_log.csv`` (step, epoch, lr, train_loss, val_loss), ``predictions.jsonl``
+(:mod:`drivekit.evaluation`'s rows) and ``summary.json`` (settings, best step, scores, timings).
+:func:`ensure` trains them when missing, resuming an interrupted run.
 
-Command line: ``python -m drivekit sft [--profile paper] [--out DIR]``, or
-``accelerate launch -m drivekit.sft_stage ...`` on several GPUs.
+Command line: ``python -m drivekit sft [--profile paper] [--out DIR] [--resume]``. In several
+processes (each trains on its share of the batches; one adapter comes out):
+
+    torchrun --nproc_per_node 2 -m drivekit.sft_stage ...            # GPUs, or CPUs (gloo)
+    accelerate launch --multi_gpu --num_processes 2 -m drivekit.sft_stage ...
+
+(accelerate 1.15's ``--cpu --num_processes 2`` starts a single process unless MPI is set up;
+``--multi_gpu`` launches through torchrun, and on a machine without CUDA drivekit asks accelerate
+for CPU processes, which then join a gloo group.)
 """
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ import argparse
 import json
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +32,7 @@ from . import runs
 from .config import Config, load
 from .evaluation import score, write_predictions
 from .json_output import scene_texts
-from .models import load_vlm
+from .models import default_device, load_vlm
 from .sft import SFTSettings, best_step, predict, settings_for, train
 from .toy_split import toy_data
 
@@ -51,23 +60,25 @@ def write_summary(result: SFTArtifacts, cfg: Config, settings: SFTSettings, log:
 
 
 def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str | Path | None = None,
-        progress: bool = True, start: str | Path | None = None) -> SFTArtifacts:
+        progress: bool = True, start: str | Path | None = None, resume: bool = False) -> SFTArtifacts:
     """Fine-tune on the toy train subset, evaluate on the toy test split, write every artifact.
 
     ``start``: a saved adapter to train further (the JSON stage starts from the plain SFT's);
-    default a new LoRA adapter with ``settings.lora``.
+    default a new LoRA adapter with ``settings.lora``. ``resume``: continue from the run
+    directory's latest checkpoint (see ``sft.train``).
     """
     cfg = cfg or load()
     settings = settings or settings_for(cfg)
     result = SFTArtifacts(Path(out)) if out else artifacts(cfg)
-    data = toy_data(cfg, settings.val_size)
-    state = PartialState()
+    state = PartialState(cpu=default_device().type == "cpu")  # CPU processes under torchrun join a gloo group
     t0 = time.perf_counter()
     adapter = dict(lora=settings.lora) if start is None else dict(adapter=start, trainable=True)
-    model, processor = load_vlm(cfg, gradient_checkpointing=settings.gradient_checkpointing, device=state.device,
-                                seed=settings.seed, **adapter)
+    with state.main_process_first():  # the first process writes what is missing (synthetic clips, tiny VLM)
+        data = toy_data(cfg, settings.val_size)
+        model, processor = load_vlm(cfg, gradient_checkpointing=settings.gradient_checkpointing,
+                                    device=state.device, seed=settings.seed, **adapter)
     scenes = scene_texts(cfg) if settings.target == "json" else None
-    log = train(model, processor, data.train, data.val, settings, result.dir, progress, scenes)
+    log = train(model, processor, data.train, data.val, settings, result.dir, progress, scenes, resume=resume)
     t1 = time.perf_counter()
     if state.is_main_process:
         rows = predict(model, processor, data.test, settings, progress)
@@ -78,8 +89,9 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
 
 
 def ensure(cfg: Config | None = None) -> SFTArtifacts:
-    """The SFT artifacts of ``cfg`` (default settings), trained through :func:`run` when missing."""
-    return runs.ensure(SFTArtifacts, run, cfg)
+    """The SFT artifacts of ``cfg`` (default settings), trained through :func:`run` when missing; a run
+    that was cut off continues from its latest checkpoint."""
+    return runs.ensure(SFTArtifacts, partial(run, resume=True), cfg)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,11 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, help="output directory (default: <runs>/sft)")
     p.add_argument("--epochs", type=float)
     p.add_argument("--lr", type=float)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output directory")
     a = p.parse_args(argv)
     cfg = load(a.profile)
     changes = {k: v for k, v in (("epochs", a.epochs), ("lr", a.lr)) if v is not None}
-    result = run(cfg, settings_for(cfg, **changes), a.out)
-    if result.summary.exists():
+    result = run(cfg, settings_for(cfg, **changes), a.out, resume=a.resume)
+    if PartialState().is_main_process and result.summary.exists():
         s = json.loads(result.summary.read_text())
         print(f"{result.dir}: F1_act {s['f1_act']:.3f}  F1_rsn {s['f1_rsn']:.3f}  unparseable {s['unparseable']}  "
               f"best step {s['best_step']}")

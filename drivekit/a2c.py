@@ -48,7 +48,7 @@ from torch import nn
 from . import checkpoints
 from .action_reward import reward_columns
 from .models import keep_4bit_trainable, load_adapter_weights, reference_policy, trainable_parameters, zero_dropout
-from .sampling import Rollout, hidden_size, model_device, rollout, score_tokens
+from .sampling import Rollout, generate, hidden_size, model_device, rollout, score_tokens
 from .token_rewards import token_rewards
 
 VALUE_HEAD_WEIGHTS = "value_head.safetensors"
@@ -391,3 +391,10 @@ class A2CTrainer:
         if latest is not None:
             self.load_checkpoint(latest)
         return latest is not None
+
+    def generate(self, items: Sequence[Mapping], batch_size: int = 32, temperature: float = 0.0,
+                 max_new_tokens: int | None = None) -> list[str]:
+        """Completions of ``items`` with the current policy (greedy by default), batched and KV-cached."""
+        return generate(self.model, items, self.make_inputs, self.decode, eos_ids=self.eos_ids, pad_id=self.pad_id,
+                        max_new_tokens=max_new_tokens or self.cfg.max_new_tokens, batch_size=batch_size,
+                        temperature=temperature, top_p=self.cfg.top_p, seed=self.cfg.seed * 1_000_003 + 10**9)

@@ -12,7 +12,8 @@ Layers import downwards only (``tests/test_layers.py`` checks every import, defe
                      tables) · ``plots``
 4. models            ``prompts`` (images-only chat prompts) · ``models`` (VLM loading, QLoRA, adapters)
                      · ``zoo`` (the tiny VLM) · ``perception`` (its descriptions read back element by
-                     element) · ``constrained`` (grammar-constrained decoding) ·
+                     element) · ``smolvlm`` (SmolVLM's published configs, random-init
+                     stand-ins) · ``constrained`` (grammar-constrained decoding) ·
                      ``clip`` (CLIP loading and training) · ``clip_eval`` (CLIP retrieval checks)
 5. rewards           ``rewards`` (R1, CLIP) · ``action_reward`` (R2 variants, the weighted sum) ·
                      ``json_reward`` (R1/R2 on JSON outputs, R3)
@@ -37,7 +38,7 @@ LAYERS = {
     "taxonomy": 1, "config": 1,
     "bddoia": 2, "scene": 2, "render": 2, "synthetic": 2, "toy_split": 2,
     "formats": 3, "json_output": 3, "metrics": 3, "stats": 3, "evaluation": 3, "plots": 3,
-    "prompts": 4, "models": 4, "perception": 4, "zoo": 4, "constrained": 4, "clip": 4, "clip_eval": 4,
+    "prompts": 4, "models": 4, "perception": 4, "zoo": 4, "smolvlm": 4, "constrained": 4, "clip": 4, "clip_eval": 4,
     "rewards": 5, "action_reward": 5, "json_reward": 5,
     "sft": 6, "sampling": 6, "token_rewards": 6, "a2c": 6, "grpo": 6, "checkpoints": 6,
     "runs": 7, "sft_stage": 7, "a2c_stage": 7, "json_stage": 7, "widgets": 7,

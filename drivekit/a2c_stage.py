@@ -5,6 +5,11 @@ the toy train subset with R = α·R1 + β·R2 (or R1 alone for Stage 1), then an
 split greedily. The run directory (:class:`A2CArtifacts`, ``<runs>/a2c``) holds ``policy/``
 (adapter + value head), ``log.csv``, ``predictions.jsonl`` and ``summary.json``.
 :class:`ShortRuns` is the reward widgets' backend: short runs from one start adapter.
+
+Every default follows the profile: A2C settings (:func:`a2c_settings`: ``A2CConfig.tiny()`` or
+``A2CConfig.paper()``), gradient checkpointing of the policy and the batch size of greedy
+predictions (the profile's SFT settings, :func:`drivekit.sft.settings_for`). Rollouts run in eval
+mode, where transformers keeps the KV cache on under gradient checkpointing too.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from .evaluation import compare, prediction_row, score, write_predictions
 from .models import load_adapter_weights, load_vlm
 from .rewards import ClipReward
 from .sampling import generate
-from .sft import settings_for
+from .sft import SFTSettings, settings_for
 from .sft_stage import ensure as ensure_sft
 from .toy_split import dataset_items, toy_data
 
@@ -35,22 +40,38 @@ CURVE_COLUMNS = ("reward", "value_loss", "policy_loss", "entropy", "kl")
 
 
 # ---------------------------------------------------------------------------------------------
+# Profile defaults
+# ---------------------------------------------------------------------------------------------
+PROFILE_SETTINGS = {"tiny": A2CConfig.tiny, "paper": A2CConfig.paper}  # profile -> its A2C defaults
+
+
+def a2c_settings(cfg: Config, **changes) -> A2CConfig:
+    """The A2C defaults of ``cfg``'s profile (:data:`PROFILE_SETTINGS`), with ``changes``."""
+    if cfg.profile not in PROFILE_SETTINGS:
+        raise ValueError(f"no A2C settings for profile {cfg.profile!r}; known: {sorted(PROFILE_SETTINGS)}")
+    return PROFILE_SETTINGS[cfg.profile](**changes)
+
+
+# ---------------------------------------------------------------------------------------------
 # Policy, reward, trainer
 # ---------------------------------------------------------------------------------------------
-def load_policy(cfg: Config, start: str | Path = "sft", device=None):
+def load_policy(cfg: Config, start: str | Path = "sft", device=None, sft: SFTSettings | None = None):
     """``(model, processor, reference_adapter)``: the VLM with a trainable LoRA adapter.
 
     ``start="sft"``: the SFT adapter of notebook 02 (``drivekit.sft_stage.ensure`` trains it when
     missing), trained further; a frozen copy of it is loaded as adapter ``"reference"`` (π_ref for
     the KL term). ``"base"``: the pretrained model with a new LoRA adapter (Stage 1); π_ref is the
     base itself (adapter disabled), so ``reference_adapter`` is None. Otherwise a path to a
-    saved adapter folder, treated like ``"sft"``.
+    saved adapter folder, treated like ``"sft"``. ``sft`` (default: the profile's SFT settings)
+    gives the new adapter's shape and whether to checkpoint gradients, as SFT does.
     """
+    sft = sft or settings_for(cfg)
+    memory = dict(gradient_checkpointing=sft.gradient_checkpointing, device=device)
     if str(start) == "base":
-        model, processor = load_vlm(cfg, lora=settings_for(cfg).lora, device=device)
+        model, processor = load_vlm(cfg, lora=sft.lora, seed=sft.seed, **memory)
         return model, processor, None
     adapter = ensure_sft(cfg).best if str(start) == "sft" else Path(start)
-    model, processor = load_vlm(cfg, adapter=adapter, trainable=True, device=device)
+    model, processor = load_vlm(cfg, adapter=adapter, trainable=True, **memory)
     active = model.active_adapter
     model.load_adapter(str(adapter), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
     model.set_adapter(active)
@@ -74,8 +95,9 @@ def build_trainer(cfg: Config, items: Sequence[Mapping], reward, a2c: A2CConfig 
                   instruction: str | None = None) -> A2CTrainer:
     """An :class:`A2CTrainer` on images-only prompts (``drivekit.prompts``) for ``items``.
 
-    ``policy`` is a ``load_policy`` result to reuse (else one is loaded from ``start``). The
-    processor is kept as ``trainer.processor``.
+    ``policy`` is a ``load_policy`` result to reuse (else one is loaded from ``start``); ``a2c``
+    defaults to the profile's settings (:func:`a2c_settings`). The processor is kept as
+    ``trainer.processor``, the profile's prediction batch size as ``trainer.eval_batch_size``.
     """
     model, processor, reference = policy or load_policy(cfg, start)
     tokenizer = processor.tokenizer
@@ -86,20 +108,29 @@ def build_trainer(cfg: Config, items: Sequence[Mapping], reward, a2c: A2CConfig 
     def decode(ids):
         return tokenizer.decode(ids, skip_special_tokens=True)
 
-    trainer = A2CTrainer(model, items, make_inputs, decode, reward, a2c or A2CConfig.tiny(),
+    trainer = A2CTrainer(model, items, make_inputs, decode, reward, a2c or a2c_settings(cfg),
                          eos_ids=[prompts.end_of_utterance_id(processor)], pad_id=tokenizer.pad_token_id,
                          run_dir=run_dir, reference_adapter=reference)
     trainer.processor = processor
+    trainer.eval_batch_size = settings_for(cfg).eval_batch_size
     return trainer
 
 
-def predictions(trainer: A2CTrainer, items: Sequence[Mapping], batch_size: int = 32,
+def answers(trainer: A2CTrainer, items: Sequence[Mapping], batch_size: int | None = None,
+            max_new_tokens: int = 32) -> list[str]:
+    """Greedy answers of the current policy to ``items`` (a :func:`build_trainer` trainer), in
+    batches of ``batch_size`` clips (default: the profile's, ``trainer.eval_batch_size``)."""
+    return generate(trainer.model, items, trainer.make_inputs, trainer.decode, eos_ids=trainer.eos_ids,
+                    pad_id=trainer.pad_id, max_new_tokens=max_new_tokens,
+                    batch_size=batch_size or trainer.eval_batch_size, top_p=trainer.cfg.top_p,
+                    seed=trainer.cfg.seed * 1_000_003 + 10**9)
+
+
+def predictions(trainer: A2CTrainer, items: Sequence[Mapping], batch_size: int | None = None,
                 max_new_tokens: int = 32, target: str = "plain") -> list[dict]:
-    """Greedy answers of the current policy as prediction rows (:mod:`drivekit.evaluation`);
-    ``target="json"`` parses them as Stage-3 JSON."""
-    texts = generate(trainer.model, items, trainer.make_inputs, trainer.decode, eos_ids=trainer.eos_ids,
-                     pad_id=trainer.pad_id, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                     top_p=trainer.cfg.top_p, seed=trainer.cfg.seed * 1_000_003 + 10**9)
+    """Greedy answers of the current policy (:func:`answers`) as prediction rows
+    (:mod:`drivekit.evaluation`); ``target="json"`` parses them as Stage-3 JSON."""
+    texts = answers(trainer, items, batch_size, max_new_tokens)
     return [prediction_row(item["name"], text, item["actions"], item["reasons"], target)
             for item, text in zip(items, texts)]
 
@@ -128,7 +159,7 @@ class ShortRuns:
                  a2c: A2CConfig | None = None, stage: str = "action", start: str | Path | None = None,
                  make_reward: Callable[[float, float, float], object] | None = None):
         self.cfg, self.policy, self.items, self.clip_reward = cfg, policy, list(items), clip_reward
-        self.a2c, self.stage = a2c or A2CConfig.tiny(), stage
+        self.a2c, self.stage = a2c or a2c_settings(cfg), stage
         self.r2 = r2 or self.a2c.r2
         model = policy[0]
         self.adapter = model.active_adapter
@@ -193,7 +224,7 @@ def run(cfg: Config | None = None, a2c: A2CConfig | None = None, out: str | Path
     """The default action stage: A2C from the SFT adapter on the toy train subset with
     R = α·R1 + β·R2, then greedy predictions on the toy test split, compared with SFT's."""
     cfg = cfg or load()
-    a2c = a2c or A2CConfig.tiny()
+    a2c = a2c or a2c_settings(cfg)
     result = A2CArtifacts(Path(out)) if out else artifacts(cfg)
     data = toy_data(cfg)
     r1 = ClipReward.from_config(cfg)

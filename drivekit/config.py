@@ -1,12 +1,25 @@
 """Run configuration: the ``tiny`` (offline, CPU) and ``paper`` (GPU, real weights) profiles.
 
-The profile comes from the ``profile`` argument, else ``$DRIVEKIT_PROFILE``, else ``tiny``.
-Paths are overridable with ``$DRIVEKIT_DATA`` (dataset root), ``$DRIVEKIT_CACHE`` (built models,
-embedding caches) and ``$DRIVEKIT_RUNS`` (training outputs); relative defaults live under the
-repository (``$DRIVEKIT_HOME``, default: the folder that holds the ``drivekit`` package).
+The profile comes from the ``profile`` argument, else ``$DRIVEKIT_PROFILE``, else ``tiny``. What
+the environment can change (:data:`ENVIRONMENT`), each over the profile's default:
+
+- paths: ``$DRIVEKIT_DATA`` (dataset root), ``$DRIVEKIT_CACHE`` (built models, embedding caches),
+  ``$DRIVEKIT_RUNS`` (training outputs); relative defaults live under the repository
+  (``$DRIVEKIT_HOME``, default: the folder that holds the ``drivekit`` package);
+- models: ``$DRIVEKIT_VLM`` (a model id such as ``HuggingFaceTB/SmolVLM-256M-Instruct``, or the
+  folder of a saved model) and ``$DRIVEKIT_CLIP`` (``<arch>/<pretrained tag>``, an open_clip
+  checkpoint file or a folder written by ``build-clip``);
+- the VLM's image processing: ``$DRIVEKIT_IMAGE_EDGE`` (the longest edge a frame is resized to
+  before it is cut into tiles; SmolVLM-256M's processor uses 2048, SmolVLM-Instruct's 1536, so a
+  1280x720 frame is 13 tiles; 1024 gives 5) and ``$DRIVEKIT_IMAGE_SPLITTING`` (``0``: one tile per
+  frame). Unset: the model's own processor settings.
+
+Keyword arguments of :func:`load` override all of them; :func:`add_model_arguments` and
+:func:`model_overrides` give a command line the same model choices (``--vlm``, ``--clip``, ...).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -26,11 +39,21 @@ PROFILES: dict[str, dict] = {
     "paper": dict(
         data_root=HOME / "data" / "bdd-oia",
         synthetic=False,
-        vlm="HuggingFaceTB/SmolVLM-Instruct",
+        vlm="HuggingFaceTB/SmolVLM-Instruct",  # or SmolVLM-256M-Instruct / -500M-Instruct on a small GPU (README)
         clip="ViT-B-32/openai",
         quantize_4bit=True,
     ),
 }
+
+# Config field -> the environment variable that sets it.
+ENVIRONMENT = {
+    "data_root": "DRIVEKIT_DATA", "cache_dir": "DRIVEKIT_CACHE", "runs_dir": "DRIVEKIT_RUNS",
+    "vlm": "DRIVEKIT_VLM", "clip": "DRIVEKIT_CLIP",
+    "image_edge": "DRIVEKIT_IMAGE_EDGE", "image_splitting": "DRIVEKIT_IMAGE_SPLITTING",
+}
+PATH_FIELDS = ("data_root", "cache_dir", "runs_dir")
+MODEL_FIELDS = ("vlm", "clip")
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -43,24 +66,91 @@ class Config:
     vlm: str
     clip: str
     quantize_4bit: bool
+    image_edge: int | None = None  # None: the processor's own longest edge
+    image_splitting: bool | None = None  # None: the processor's own setting
     seed: int = 0
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
 
 
+def model_source(value: str | Path, what: str = "model") -> str:
+    """A model choice as ``load`` keeps it: an existing file or folder becomes an absolute path (so
+    a notebook that changes directory still finds it); anything else stays a name (a model id, or
+    CLIP's ``<arch>/<tag>``). A value that can only be a path (``/``, ``~`` or ``.`` first) must exist."""
+    text = str(value).strip()
+    if not text:
+        raise ValueError(f"{what} is empty")
+    if text == "tiny":  # drivekit's own model, whatever the current folder holds
+        return text
+    path = Path(text).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    if text.startswith(("/", "~", ".")):
+        raise ValueError(f"{what}={text}: no such file or folder")
+    return text
+
+
+def _parse(field: str, value, what: str):
+    """``value`` (from the environment, a command line or code) as the type of ``field``."""
+    if value is None:
+        return None
+    if field in PATH_FIELDS:
+        return Path(value).expanduser()
+    if field in MODEL_FIELDS:
+        return model_source(value, what)
+    if field == "image_edge":
+        try:
+            edge = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what}={value!r}: expected a number of pixels, e.g. 1024") from None
+        if edge <= 0:
+            raise ValueError(f"{what}={value!r}: expected a positive number of pixels")
+        return edge
+    if field == "image_splitting":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in TRUE + FALSE:
+            raise ValueError(f"{what}={value!r}: expected one of {TRUE + FALSE}")
+        return text in TRUE
+    return value
+
+
 def load(profile: str | None = None, **overrides) -> Config:
-    """The configuration of ``profile`` (argument > $DRIVEKIT_PROFILE > tiny), env paths applied."""
+    """The configuration of ``profile`` (argument > $DRIVEKIT_PROFILE > tiny), the environment's
+    choices (:data:`ENVIRONMENT`) applied, then ``overrides``."""
     profile = profile or os.environ.get("DRIVEKIT_PROFILE") or "tiny"
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     values = dict(PROFILES[profile])
     values["cache_dir"] = HOME / "data" / "cache"
     values["runs_dir"] = HOME / "runs"
-    for field, var in (("data_root", "DRIVEKIT_DATA"), ("cache_dir", "DRIVEKIT_CACHE"), ("runs_dir", "DRIVEKIT_RUNS")):
-        if os.environ.get(var):
-            values[field] = Path(os.environ[var]).expanduser()
-    values.update(overrides)
-    for field in ("data_root", "cache_dir", "runs_dir"):
+    for field, var in ENVIRONMENT.items():
+        if os.environ.get(var, "").strip():
+            values[field] = _parse(field, os.environ[var], f"${var}")
+    for field, value in overrides.items():
+        values[field] = _parse(field, value, field) if field in ENVIRONMENT else value
+    for field in PATH_FIELDS:
         values[field] = Path(values[field])
     return Config(profile=profile, **values)
+
+
+# ---------------------------------------------------------------------------------------------
+# The same choices on a command line
+# ---------------------------------------------------------------------------------------------
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--vlm``, ``--clip``, ``--image-edge`` and ``--(no-)image-splitting`` (default: the
+    environment's choice, else the profile's); read them back with :func:`model_overrides`."""
+    group = parser.add_argument_group("models (default: $DRIVEKIT_VLM / $DRIVEKIT_CLIP / ..., else the profile's)")
+    group.add_argument("--vlm", help="a model id (e.g. HuggingFaceTB/SmolVLM-256M-Instruct) or a saved model's folder")
+    group.add_argument("--clip", help="<arch>/<pretrained tag> (e.g. ViT-B-32/openai), a checkpoint file or a folder")
+    group.add_argument("--image-edge", type=int, help="longest edge (px) a frame is resized to before tiling")
+    group.add_argument("--image-splitting", action=argparse.BooleanOptionalAction,
+                       help="cut each frame into tiles (the processor's default) or not")
+
+
+def model_overrides(args: argparse.Namespace) -> dict:
+    """The ``load`` overrides given on the command line by :func:`add_model_arguments`' options."""
+    return {field: getattr(args, field) for field in ("vlm", "clip", "image_edge", "image_splitting")
+            if getattr(args, field, None) is not None}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import runs
 from .a2c import A2CConfig
-from .a2c_stage import A2CArtifacts, build_trainer, predictions, write_artifacts
+from .a2c_stage import A2CArtifacts, a2c_settings, build_trainer, predictions, write_artifacts
 from .config import Config, load
 from .constrained import JsonConstraint
 from .evaluation import compare, read_predictions, write_predictions
@@ -56,10 +56,9 @@ class JsonStage:
         terminal rewards of about 2 and a fresh value head (V ≈ 0), every well-scored sample's tokens
         would get a positive advantage and the policy would drift (F1 −0.03 without the warm-up,
         benchmarks/RESULTS.md)."""
-        make = A2CConfig.paper if cfg.profile == "paper" else A2CConfig.tiny
-        return make(steps=self.a2c_steps, lr=self.a2c_lr, reward_mode="terminal", max_new_tokens=self.max_new_tokens,
-                    critic_warmup=self.critic_warmup, value_lr=self.value_lr, alpha=self.alpha, beta=self.beta,
-                    r2=self.r2)
+        return a2c_settings(cfg, steps=self.a2c_steps, lr=self.a2c_lr, reward_mode="terminal",
+                            max_new_tokens=self.max_new_tokens, critic_warmup=self.critic_warmup,
+                            value_lr=self.value_lr, alpha=self.alpha, beta=self.beta, r2=self.r2)
 
 
 class JsonArtifacts(runs.RunDir):

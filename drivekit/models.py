@@ -1,16 +1,22 @@
 """Loading the VLM and its processor: one function for both profiles (DESIGN 1, 3).
 
 ``load_vlm`` takes a model id (the paper's ``HuggingFaceTB/SmolVLM-Instruct``, the smaller
-``HuggingFaceTB/SmolVLM-256M-Instruct``), a local directory, ``"tiny"`` (drivekit's own pretrained
-model, built on first use, see ``drivekit.zoo``) or a ``Config``; every one of them goes through
-``from_pretrained``. Options, as in the paper's QLoRA recipe:
+``HuggingFaceTB/SmolVLM-256M-Instruct``), a local directory (or a file in one), ``"tiny"``
+(drivekit's own pretrained model, built on first use, see ``drivekit.zoo``) or a ``Config`` (its
+``vlm``, ``quantize_4bit`` and image settings); every one of them goes through ``from_pretrained``.
+Options, as in the paper's QLoRA recipe:
 
-- ``quantize_4bit``: bitsandbytes NF4 with double quantisation; compute in bf16 where the device
-  supports it, else float32 (CPU). bitsandbytes 4-bit also runs, and trains, on a CPU.
-- ``lora``: a new peft LoRA adapter on the attention and MLP projections (q/k/v/o/gate/up/down);
-  only its parameters train. ``adapter`` loads a saved adapter instead (``trainable`` to go on
-  training it, e.g. for RL after SFT).
+- ``quantize_4bit``: bitsandbytes NF4 with double quantisation; compute in bf16 on a GPU that has
+  it in hardware (Ampere, compute capability 8.0, or newer), fp16 on older GPUs (a T4: torch's
+  ``is_bf16_supported()`` says True there, by emulation), float32 on a CPU. bitsandbytes 4-bit
+  also runs, and trains, on a CPU.
+- ``lora``: a new peft LoRA adapter (:class:`LoraSettings`) on the attention and MLP projections
+  (q/k/v/o/gate/up/down), of the text decoder only or of the vision encoder too; only its
+  parameters train. ``adapter`` loads a saved adapter instead (``trainable`` to go on training
+  it, e.g. for RL after SFT).
 - ``gradient_checkpointing``: recompute activations in the backward pass to save memory.
+- ``image_edge`` / ``image_splitting``: the processor's resolution (longest edge before tiling)
+  and tiling, passed to ``AutoProcessor.from_pretrained`` (a ``Config`` carries them).
 
 Adapter helpers for RL: :func:`trainable_parameters`, :func:`zero_dropout`, :func:`reference_policy`
 (run the frozen SFT adapter as π_ref) and :func:`load_adapter_weights`.
@@ -34,30 +40,55 @@ TINY_VLM = "tiny"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+TEXT_MODEL = "text_model"  # the decoder's module name in an Idefics3 (SmolVLM) model
+
+
 @dataclass(frozen=True)
 class LoraSettings:
-    """A LoRA adapter's shape (plain data); the defaults are the SmolVLM fine-tuning recipe's."""
+    """A LoRA adapter's shape and place (plain data); the defaults are the SmolVLM fine-tuning recipe's.
+
+    ``targets`` are module names; ``vision=True`` puts LoRA on every module of those names, the
+    vision encoder's attention included (q/k/v/o_proj exist there too); ``False`` only on the text
+    decoder's (a regex on the module path, ``.*.text_model.*.(q_proj|...)``): the vision encoder and
+    the connector stay frozen, so no backward pass runs through the image tiles and their forward
+    builds no graph. The vision encoder is most of the forward cost per frame (DESIGN 10).
+    """
 
     r: int = 8
     alpha: int = 8
     dropout: float = 0.1
     targets: tuple[str, ...] = LORA_TARGETS
+    vision: bool = True
+
+    def target_modules(self) -> list[str] | str:
+        """peft's ``target_modules``: the names, or (text decoder only) a regex on module paths."""
+        if self.vision:
+            return list(self.targets)
+        return rf".*\.{TEXT_MODEL}\..*\.({'|'.join(self.targets)})"
 
     def config(self) -> LoraConfig:
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=list(self.targets), init_lora_weights="gaussian")
+                          target_modules=self.target_modules(), init_lora_weights="gaussian")
 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def native_bf16(device: str | torch.device) -> bool:
+    """Whether a CUDA device computes in bf16 in hardware (compute capability 8.0, Ampere, or newer).
+
+    Not ``torch.cuda.is_bf16_supported()``: that also counts emulation, and says True on a T4.
+    """
+    return tuple(torch.cuda.get_device_capability(torch.device(device))) >= (8, 0)
+
+
 def compute_dtype(device: str | torch.device) -> torch.dtype:
-    """bf16 on a GPU that supports it, else float32."""
+    """bf16 on a GPU with native bf16, fp16 on an older GPU, float32 on a CPU."""
     device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if native_bf16(device) else torch.float16
 
 
 def quantization_config(device: str | torch.device) -> BitsAndBytesConfig:
@@ -67,34 +98,62 @@ def quantization_config(device: str | torch.device) -> BitsAndBytesConfig:
 
 
 def resolve(name_or_path: str | Path) -> str:
-    """What ``from_pretrained`` gets: ``"tiny"`` becomes the zoo directory (built when missing)."""
+    """What ``from_pretrained`` gets: ``"tiny"`` becomes the zoo directory (built when missing); a
+    file of a saved model (its ``config.json`` or weights) becomes its folder; a model id stays."""
     if str(name_or_path) == TINY_VLM:
         from .zoo import ensure_tiny
 
         return str(ensure_tiny())
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        if not (path.parent / "config.json").is_file():
+            raise ValueError(f"{path} is a file, and its folder holds no config.json: give a model id or the folder "
+                             "of a saved model (save_pretrained layout)")
+        return str(path.parent)
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ValueError(f"{path} holds no config.json: give a model id or the folder of a saved model "
+                         "(save_pretrained layout)")
     return str(name_or_path)
+
+
+def processor_options(image_edge: int | None = None, image_splitting: bool | None = None) -> dict:
+    """``AutoProcessor.from_pretrained`` overrides of the image processor's resolution and tiling:
+    ``size={"longest_edge": image_edge}`` (a frame is resized to it, then cut into tiles of the
+    processor's ``max_image_size``) and ``do_image_splitting``; None keeps the saved setting."""
+    options = {}
+    if image_edge is not None:
+        options["size"] = {"longest_edge": int(image_edge)}
+    if image_splitting is not None:
+        options["do_image_splitting"] = bool(image_splitting)
+    return options
 
 
 def load_vlm(source: Config | str | Path, *, quantize_4bit: bool | None = None, lora: LoraSettings | None = None,
              adapter: str | Path | None = None, trainable: bool = False, gradient_checkpointing: bool = False,
-             device: str | torch.device | None = None, seed: int = 0):
-    """(model, processor) from a ``Config`` (its ``vlm`` and ``quantize_4bit``), a model id or a directory.
+             device: str | torch.device | None = None, seed: int = 0, image_edge: int | None = None,
+             image_splitting: bool | None = None):
+    """(model, processor) from a ``Config`` (its ``vlm``, ``quantize_4bit``, ``image_edge`` and
+    ``image_splitting``), a model id or a directory.
 
-    ``quantize_4bit`` defaults to the config's setting, or False for a name. Give at most one of
-    ``lora`` (a new adapter) and ``adapter`` (a saved one). A new adapter's random initial weights
-    come from ``seed`` (the global random state is left as it was), so a run is repeatable.
+    ``quantize_4bit`` defaults to the config's setting, or False for a name; ``image_edge`` and
+    ``image_splitting`` to the config's, else the processor's own (:func:`processor_options`).
+    Give at most one of ``lora`` (a new adapter) and ``adapter`` (a saved one). A new adapter's
+    random initial weights come from ``seed`` (the global random state is left as it was), so a
+    run is repeatable.
     """
     if lora is not None and adapter is not None:
         raise ValueError("give lora= (a new adapter) or adapter= (a saved one), not both")
     if isinstance(source, Config):
         name = source.vlm
         quantize_4bit = source.quantize_4bit if quantize_4bit is None else quantize_4bit
+        image_edge = source.image_edge if image_edge is None else image_edge
+        image_splitting = source.image_splitting if image_splitting is None else image_splitting
     else:
         name = source
     device = torch.device(device) if device is not None else default_device()
     path = resolve(name)
 
-    processor = AutoProcessor.from_pretrained(path)
+    processor = AutoProcessor.from_pretrained(path, **processor_options(image_edge, image_splitting))
     model = AutoModelForImageTextToText.from_pretrained(
         path, dtype=compute_dtype(device), device_map={"": device},
         quantization_config=quantization_config(device) if quantize_4bit else None,
@@ -115,9 +174,46 @@ def load_vlm(source: Config | str | Path, *, quantize_4bit: bool | None = None, 
             model = get_peft_model(model, lora.config())
     elif adapter is not None:
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
-    if not training:
+    if training:
+        frozen_vision_without_gradients(model)
+    else:
         model.eval()
     return model, processor
+
+
+VISION_MODEL = "vision_model"  # the vision encoder's module name in an Idefics3 (SmolVLM) model
+
+
+_GRAD_MODES: list[bool] = []  # the grad mode before each running frozen-encoder forward, innermost last
+
+
+def _disable_grad(module, args) -> None:
+    _GRAD_MODES.append(torch.is_grad_enabled())
+    torch.set_grad_enabled(False)
+
+
+def _restore_grad(module, args, output) -> None:
+    torch.set_grad_enabled(_GRAD_MODES.pop())
+
+
+def frozen_vision_without_gradients(model: torch.nn.Module) -> bool:
+    """Run the vision encoder without autograd when none of its parameters trains; True if so.
+
+    A frozen encoder needs no graph, but transformers' gradient checkpointing (and peft) make
+    every sub-model's input embeddings require grad, the vision encoder's patch embeddings
+    included: each backward pass would then run, and with checkpointing recompute, the encoder on
+    every image tile. Hooks around its forward switch autograd off there (and back on, also when
+    the forward raises), so the image features enter the decoder as constants.
+    """
+    encoders = [m for name, m in model.named_modules() if name.split(".")[-1] == VISION_MODEL]
+    if len(encoders) != 1 or any(p.requires_grad for p in encoders[0].parameters()):
+        return False
+    encoder = encoders[0]
+    if not getattr(encoder, "_drivekit_no_grad", False):
+        encoder.register_forward_pre_hook(_disable_grad)
+        encoder.register_forward_hook(_restore_grad, always_call=True)
+        encoder._drivekit_no_grad = True
+    return True
 
 
 def keep_4bit_trainable(model: torch.nn.Module) -> int:

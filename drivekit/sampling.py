@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -57,6 +58,19 @@ def banned_token_ids(model: nn.Module) -> list[int]:
     """Tokens the policy may never emit: a VLM's image token (it would be read as an image slot)."""
     image_token = getattr(base_model(model).config, "image_token_id", None)
     return [int(image_token)] if image_token is not None else []
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """``model`` in eval mode inside the block, its training mode restored after. Rollouts need it:
+    in training mode under gradient checkpointing, transformers switches the KV cache off."""
+    training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        if training:
+            model.train()
 
 
 def _ban(logits: torch.Tensor, banned: Sequence[int]) -> torch.Tensor:
@@ -162,7 +176,8 @@ def rollout(model: nn.Module, value_head: nn.Module | None, inputs: Mapping, *, 
     ``attention_mask`` and, for a VLM, ``pixel_values`` / ``pixel_attention_mask``). Rows that
     have emitted an end token (``eos_ids``) are padded with ``pad_id`` afterwards; the loop stops
     when all rows have ended or after ``max_new_tokens``. ``with_grad`` keeps the graph (the
-    single-pass update); otherwise everything runs under ``torch.no_grad``.
+    single-pass update); otherwise everything runs under ``torch.no_grad``. The model runs in eval
+    mode (:func:`eval_mode`), so the KV cache stays on with gradient checkpointing enabled.
     """
     start = time.perf_counter()
     body, head = body_and_head(model)
@@ -174,7 +189,7 @@ def rollout(model: nn.Module, value_head: nn.Module | None, inputs: Mapping, *, 
     eos = torch.tensor(sorted(set(eos_ids)), device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     tokens, valid, logps, values, entropies, fulls = [], [], [], [], [], []
-    with torch.set_grad_enabled(with_grad):
+    with torch.set_grad_enabled(with_grad), eval_mode(model):
         positions = _positions(mask)
         out = body(**{**prompt, "attention_mask": mask}, position_ids=positions, use_cache=True)
         cache = out.past_key_values

@@ -69,7 +69,8 @@ class SFTSettings:
 SETTINGS: dict[str, SFTSettings] = {
     # The paper: 6 epochs, batch 4, gradient accumulation 4, lr 1e-4 with a schedule, gradient
     # checkpointing; LoRA as in the SmolVLM fine-tuning recipe.
-    "paper": SFTSettings(epochs=6, batch_size=4, grad_accum=4, lr=1e-4, lora=LoraSettings(r=8, alpha=8, dropout=0.1),
+    "paper": SFTSettings(epochs=6, batch_size=4, grad_accum=4, lr=1e-4,
+                         lora=LoraSettings(r=8, alpha=8, dropout=0.1, vision=False),  # text decoder only (issue 15)
                          gradient_checkpointing=True, eval_every=10, schedule="linear", eval_batch_size=8),
     # CPU-sized: a couple of minutes on 2 cores.
     "tiny": SFTSettings(epochs=12, batch_size=8, grad_accum=1, lr=2e-3, lora=LoraSettings(r=16, alpha=32, dropout=0.05),

@@ -29,7 +29,7 @@ import pandas as pd
 from accelerate import PartialState
 
 from . import runs
-from .config import Config, load
+from .config import Config, add_model_arguments, load, model_overrides
 from .evaluation import score, write_predictions
 from .json_output import scene_texts
 from .models import default_device, load_vlm
@@ -100,9 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, help="output directory (default: <runs>/sft)")
     p.add_argument("--epochs", type=float)
     p.add_argument("--lr", type=float)
+    add_model_arguments(p)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output directory")
     a = p.parse_args(argv)
-    cfg = load(a.profile)
+    cfg = load(a.profile, **model_overrides(a))
     changes = {k: v for k, v in (("epochs", a.epochs), ("lr", a.lr)) if v is not None}
     result = run(cfg, settings_for(cfg, **changes), a.out, resume=a.resume)
     if PartialState().is_main_process and result.summary.exists():

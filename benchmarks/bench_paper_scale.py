@@ -1,8 +1,8 @@
 """The paper profile at its real size (issue 15): peak memory and seconds of one SFT step, one A2C
-step and one prediction batch of SmolVLM-256M-Instruct or SmolVLM-Instruct.
+step, one GRPO step and one prediction batch of SmolVLM-256M-Instruct or SmolVLM-Instruct.
 
     python benchmarks/bench_paper_scale.py --model 256m|instruct [--device cpu|cuda] [--batch N]
-        [--phases sft,a2c,predict] [--image-edge PX] [--no-image-splitting] [--lora profile|text|all]
+        [--phases sft,a2c,grpo,predict] [--image-edge PX] [--no-image-splitting] [--lora profile|text|all]
         [--no-checkpointing] [--frames N] [--work DIR] [--out FILE.json]
 
 No weights can be downloaded here, so the model is a stand-in (``drivekit.smolvlm.stand_in``): the
@@ -17,7 +17,8 @@ newer, fp16 on a T4), ``sft.settings_for`` (LoRA, gradient checkpointing, eval b
 ``a2c_stage.a2c_settings`` (64 new tokens, top-p 0.9, KL to the SFT adapter). ``--lora``,
 ``--no-checkpointing``, ``--image-edge`` and ``--no-image-splitting`` change one setting for a
 comparison. Batch sizes default to the paper's: SFT 4 clips (per micro-batch; gradient
-accumulation adds no activations), A2C 4 completions, prediction 8 clips; ``--batch`` sets all.
+accumulation adds no activations), A2C 4 completions, GRPO 4 completions (one clip's group of 4,
+``grpo.GRPOSettings.paper``), prediction 8 clips; ``--batch`` sets all.
 
 - **sft**: one QLoRA step (collate, forward, backward, clip, AdamW) on a fresh adapter, which is
   then saved as the SFT adapter the other phases start from.
@@ -25,6 +26,9 @@ accumulation adds no activations), A2C 4 completions, prediction 8 clips; ``--ba
   ``A2CTrainer.step``: KV-cached rollout, teacher-forced rescoring with gradients, the KL
   reference forward, the update. The reward is R2 (BLEU, label texts): R1's CLIP is a separate
   model (ViT-B-32: 0.15 B parameters), not counted here.
+- **grpo**: the SFT adapter loaded trainable with the profile's gradient checkpointing, one
+  ``trl.GRPOTrainer`` step (``drivekit.grpo``): sampling, the frozen copy's log-probabilities for
+  the KL, the update. Same reward as A2C.
 - **predict**: the SFT adapter answers one batch greedily (``sft.predict``, 48 new tokens).
 
 A random model never writes its end token, so every completion runs to its length limit: the
@@ -49,7 +53,7 @@ from pathlib import Path
 
 import torch
 
-PHASES = ("sft", "a2c", "predict")
+PHASES = ("sft", "a2c", "grpo", "predict")
 PAPER_BATCH = {"sft": "batch_size", "predict": "eval_batch_size"}  # SFTSettings fields; A2C: A2CConfig.batch_size
 
 
@@ -147,7 +151,7 @@ def run_phase(a) -> dict:
                       image_splitting=False if a.no_image_splitting else None)
     settings = settings_of(a, cfg)
     adapter = a.work / f"sft-adapter-{a.lora}"
-    batch = a.batch or (a2c_stage.a2c_settings(cfg).batch_size if a.phase == "a2c" else
+    batch = a.batch or (a2c_stage.a2c_settings(cfg).batch_size if a.phase in ("a2c", "grpo") else
                         getattr(settings, PAPER_BATCH[a.phase]))
     clips = items(a.work / "frames", batch)
     t0 = time.perf_counter()
@@ -180,6 +184,24 @@ def run_phase(a) -> dict:
         if row.get("skipped"):
             raise SystemExit(f"the A2C step failed: {row.get('traceback', row.get('error'))}")
         info.update(length=row["length"], rollout_s=round(row["rollout_s"], 1), kl=round(row["kl"], 4))
+    elif a.phase == "grpo":
+        from drivekit import grpo
+        from drivekit.action_reward import action_reward
+
+        if not adapter.is_dir():
+            raise SystemExit(f"no SFT adapter at {adapter}: run the sft phase first")
+        model, processor = models.load_vlm(cfg, adapter=adapter, trainable=True, device=device,
+                                           gradient_checkpointing=settings.gradient_checkpointing)
+        group = min(grpo.settings_for(cfg).num_generations, batch)
+        trainer = grpo.build_trainer(model, processor, clips[: batch // group], {"r2": (1.0, action_reward("bleu"))},
+                                     grpo.settings_for(cfg, steps=1, clips_per_step=batch // group,
+                                                       num_generations=group), a.work / "grpo")
+        loaded, t1, c1 = memory(device), time.perf_counter(), time.process_time()
+        reset_peak(device)
+        trainer.train()
+        log = grpo.log_frame(trainer).iloc[-1]
+        info.update(group=group, kl=round(float(log["kl"]), 4), length=round(float(log["completions/mean_length"]), 1),
+                    checkpointing_on=trainer.model.get_base_model().is_gradient_checkpointing)
     else:
         model, processor = models.load_vlm(cfg, adapter=adapter, device=device)
         loaded, t1, c1 = memory(device), time.perf_counter(), time.process_time()
@@ -225,7 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=("256m", "instruct"), default="256m")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch", type=int, help="clips per phase (default: the paper's: SFT 4, A2C 4, predict 8)")
+    p.add_argument("--batch", type=int, help="clips or completions per phase (default: the paper's: SFT 4, "
+                                             "A2C 4, GRPO 4, predict 8)")
     p.add_argument("--phases", default=",".join(PHASES))
     p.add_argument("--image-edge", type=int, help="longest edge before tiling (default: the processor's)")
     p.add_argument("--no-image-splitting", action="store_true")

@@ -18,7 +18,8 @@ only configures trl for the same model, prompts, rewards and sample budget:
   ``file_name``, ``actions`` and ``reasons`` columns reach them as keyword arguments;
 - settings trl would otherwise choose for us are explicit (:class:`GRPOSettings`): dropout off
   while sampling (else the KL is not 0 at step 1), the learning rate, ``beta``, the group size,
-  the completion length, the loss type, and on CPU no bf16 and no gradient checkpointing. On a
+  the completion length, the loss type, no bf16 autocast (the 4-bit model computes in its own
+  dtype) and gradient checkpointing as the model was loaded (:func:`config`). On a
   4-bit model trl casts the LoRA weights to bf16; :func:`build_trainer` casts them back to the
   float32 that drivekit's SFT and A2C train in.
 """
@@ -33,6 +34,7 @@ import pandas as pd
 import torch
 
 from . import prompts
+from .config import Config
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,31 @@ class GRPOSettings:
     max_grad_norm: float = 1.0
     seed: int = 0
 
+    @classmethod
+    def tiny(cls, **changes) -> "GRPOSettings":
+        """CPU-sized defaults for the tiny model: A2C's tiny sample budget (8 completions a step)."""
+        return cls(**changes)
+
+    @classmethod
+    def paper(cls, **changes) -> "GRPOSettings":
+        """SmolVLM with 4-bit QLoRA on a GPU, at A2C's paper budget, learning rate and KL
+        (``A2CConfig.paper``): 4 completions of at most 64 tokens a step, one clip's group."""
+        base = dict(steps=500, clips_per_step=1, num_generations=4, lr=1e-5, beta=0.05, top_p=0.9,
+                    max_completion_length=64)
+        return cls(**{**base, **changes})
+
     def replace(self, **changes) -> "GRPOSettings":
         return dataclasses.replace(self, **changes)
+
+
+PROFILE_SETTINGS = {"tiny": GRPOSettings.tiny, "paper": GRPOSettings.paper}
+
+
+def settings_for(cfg: Config, **changes) -> GRPOSettings:
+    """The GRPO defaults of ``cfg``'s profile, with ``changes``."""
+    if cfg.profile not in PROFILE_SETTINGS:
+        raise ValueError(f"no GRPO settings for profile {cfg.profile!r}; known: {sorted(PROFILE_SETTINGS)}")
+    return PROFILE_SETTINGS[cfg.profile](**changes)
 
 
 def dataset(items: Sequence[Mapping], instruction: str | None = None):
@@ -72,7 +97,9 @@ def dataset(items: Sequence[Mapping], instruction: str | None = None):
 
 
 def config(settings: GRPOSettings, out: str | Path, device: torch.device | str = "cpu"):
-    """The ``trl.GRPOConfig`` of ``settings`` (no checkpoints, no external loggers)."""
+    """The ``trl.GRPOConfig`` of ``settings`` (no checkpoints, no external loggers). Gradient
+    checkpointing is the model's own, as in SFT and A2C (``models.load_vlm(gradient_checkpointing=)``,
+    on in the paper profile): trl turns it off while sampling and back on for the update."""
     from trl import GRPOConfig
 
     cpu = torch.device(device).type == "cpu"
@@ -83,7 +110,7 @@ def config(settings: GRPOSettings, out: str | Path, device: torch.device | str =
         num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
         temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k, beta=settings.beta,
         epsilon=settings.epsilon, loss_type=settings.loss_type, scale_rewards=settings.scale_rewards,
-        disable_dropout=True, bf16=False, fp16=False, use_cpu=cpu, gradient_checkpointing=not cpu,
+        disable_dropout=True, bf16=False, fp16=False, use_cpu=cpu, gradient_checkpointing=False,
         remove_unused_columns=False, save_strategy="no", report_to="none", logging_steps=1, seed=settings.seed,
         data_seed=settings.seed, dataloader_num_workers=0, log_completions=False,
     )

@@ -5,8 +5,8 @@ A small Idefics3 with SmolVLM-256M-Instruct's published processor (longest edge 
 image splitting: a 1280x720 frame is 13 tiles, 832 image tokens) is saved to a folder and chosen
 through $DRIVEKIT_VLM; a random open_clip ViT-B-32, saved as a checkpoint file, through
 $DRIVEKIT_CLIP; synthetic clips written at 1280x720, one frame each, in the official layout, through
-$DRIVEKIT_DATA. Under DRIVEKIT_PROFILE=paper with the hub switched off, SFT, prediction, R1, A2C
-and constrained JSON run with the paper profile's settings; only what sets a run's length is
+$DRIVEKIT_DATA. Under DRIVEKIT_PROFILE=paper with the hub switched off, SFT, prediction, R1, A2C,
+GRPO and constrained JSON run with the paper profile's settings; only what sets a run's length is
 changed (epochs, steps, validation clips, completion length).
 """
 import json
@@ -17,8 +17,9 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
-from drivekit import (a2c_stage, clip, config, evaluation, json_stage, models, prompts, sft, sft_stage, smolvlm,
-                      synthetic, toy_split)
+from drivekit import (a2c_stage, clip, config, evaluation, grpo, json_stage, models, prompts, sft, sft_stage,
+                      smolvlm, synthetic, toy_split)
+from drivekit.action_reward import action_reward
 from drivekit.rewards import ClipReward
 
 N_CLIPS = 30  # toy split: 3 train, 2 validation, 2 test clips
@@ -129,6 +130,26 @@ def test_a2c_from_the_sft_adapter_takes_paper_steps(paper, r1, sft_run, tmp_path
     assert (log["length"] > 0).all() and np.isfinite(log["loss"]).all()
     rows = a2c_stage.predictions(trainer, [data.test[0]])
     assert len(rows) == 1 and isinstance(rows[0]["text"], str) and not trainer.model.training
+
+
+def test_grpo_from_the_sft_adapter_takes_paper_steps(paper, r1, sft_run, tmp_path):
+    cfg = paper["cfg"]
+    settings = grpo.settings_for(cfg, steps=2, num_generations=2, max_completion_length=8)
+    assert settings == grpo.GRPOSettings.paper(steps=2, num_generations=2, max_completion_length=8)
+    assert (settings.clips_per_step, settings.lr, settings.beta) == (1, 1e-5, 0.05)  # not the tiny defaults
+    model, processor = models.load_vlm(cfg, adapter=sft_run.best, trainable=True,
+                                       gradient_checkpointing=sft.settings_for(cfg).gradient_checkpointing)
+    items = toy_split.dataset_items(toy_split.toy_data(cfg, 2).train)
+    rewards = {"r1": (1.0, r1), "r2": (1.0, action_reward("label_f1"))}
+    trainer = grpo.build_trainer(model, processor, items, rewards, settings, tmp_path)
+    base = trainer.model.get_base_model()
+    assert not any("lora_" in name for name, _ in base.model.vision_model.named_parameters())
+    trainer.train()
+    assert base.is_gradient_checkpointing  # the model's own, back on after trl's sampling
+    log = grpo.log_frame(trainer)
+    assert log["step"].tolist() == [1, 2] and np.isfinite(log["loss"]).all()
+    assert log["kl"].iloc[0] == 0.0 and (log["completions/mean_length"] > 0).all()
+    assert log["rewards/r1_clip/mean"].notna().all() and log["rewards/r2_label_f1/mean"].notna().all()
 
 
 def test_constrained_json_on_the_paper_path(paper, sft_run):

@@ -18,7 +18,8 @@ newer, fp16 on a T4), ``sft.settings_for`` (LoRA, gradient checkpointing, eval b
 ``--no-checkpointing``, ``--image-edge`` and ``--no-image-splitting`` change one setting for a
 comparison. Batch sizes default to the paper's: SFT 4 clips (per micro-batch; gradient
 accumulation adds no activations), A2C 4 completions, GRPO 4 completions (one clip's group of 4,
-``grpo.GRPOSettings.paper``), prediction 8 clips; ``--batch`` sets all.
+``grpo.GRPOSettings.paper``; at ``--batch 1`` a group of 2, the least GRPO can compare), prediction
+8 clips; ``--batch`` sets all.
 
 - **sft**: one QLoRA step (collate, forward, backward, clip, AdamW) on a fresh adapter, which is
   then saved as the SFT adapter the other phases start from.
@@ -192,15 +193,16 @@ def run_phase(a) -> dict:
             raise SystemExit(f"no SFT adapter at {adapter}: run the sft phase first")
         model, processor = models.load_vlm(cfg, adapter=adapter, trainable=True, device=device,
                                            gradient_checkpointing=settings.gradient_checkpointing)
-        group = min(grpo.settings_for(cfg).num_generations, batch)
-        trainer = grpo.build_trainer(model, processor, clips[: batch // group], {"r2": (1.0, action_reward("bleu"))},
-                                     grpo.settings_for(cfg, steps=1, clips_per_step=batch // group,
-                                                       num_generations=group), a.work / "grpo")
+        group = max(2, min(grpo.settings_for(cfg).num_generations, batch))  # GRPO needs 2 answers a clip
+        n_clips = max(1, batch // group)
+        trainer = grpo.build_trainer(model, processor, clips[:n_clips], {"r2": (1.0, action_reward("bleu"))},
+                                     grpo.settings_for(cfg, steps=1, clips_per_step=n_clips, num_generations=group),
+                                     a.work / "grpo")
         loaded, t1, c1 = memory(device), time.perf_counter(), time.process_time()
         reset_peak(device)
         trainer.train()
         log = grpo.log_frame(trainer).iloc[-1]
-        info.update(group=group, kl=round(float(log["kl"]), 4), length=round(float(log["completions/mean_length"]), 1),
+        info.update(group=group, completions=n_clips * group, kl=round(float(log["kl"]), 4), length=round(float(log["completions/mean_length"]), 1),
                     checkpointing_on=trainer.model.get_base_model().is_gradient_checkpointing)
     else:
         model, processor = models.load_vlm(cfg, adapter=adapter, device=device)

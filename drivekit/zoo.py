@@ -24,7 +24,7 @@ thread count.
 Why this recipe (benchmarks/RESULTS.md, "Tiny VLM perception"): what the model must learn last is
 the lead car's motion, whether it shrinks or grows across the 4 frames. Screened on a GPU at equal
 CPU cost, 16-px patches learn it within 6.5 epochs where 12-px patches need 12 (at 5-5.5 epochs
-they still see 0.4-0.85 of the lead cars right). With 16-px patches and 2 vision layers, a step
+the lead car is right in only 0.53-0.85 of clips). With 16-px patches and 2 vision layers, a step
 of 16 clips costs about 0.27 of the old recipe's step of 32 clips, so 8 epochs at batch 16 (2,747
 steps) fit the 30-minute budget on 2 cores.
 """

@@ -1,26 +1,18 @@
 """GRPO through trl (drivekit.grpo) on a micro Idefics3 built and saved here, with drivekit's rewards."""
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 
-from drivekit import grpo, render, scene, zoo
+from drivekit import grpo, scene, zoo
 from drivekit.action_reward import action_reward
 from drivekit.json_reward import structure_reward
 from drivekit.models import LoraSettings, load_vlm
 
-MICRO = zoo.TinySpec(vision_hidden=64, vision_layers=1, vision_heads=2, text_hidden=64, text_layers=1,
-                     text_heads=2, text_kv_heads=1)
+from micro import MICRO, items
 
-
-def _items(n, seed=0):
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        s = scene.sample_scene(rng)
-        actions, reasons = scene.derive_labels(s)
-        out.append(dict(name=f"clip{i}.jpg", images=render.render_clip(s, 2, (96, 96), seed=i),
-                        actions=torch.tensor(actions), reasons=torch.tensor(reasons)))
-    return out
+_items = partial(items, n_frames=2)  # two frames a clip unless a test says otherwise
 
 
 @pytest.fixture(scope="module")

@@ -15,26 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from drivekit import grpo, render, scene, zoo
+from drivekit import grpo, scene, zoo
 from drivekit.action_reward import action_reward
 from drivekit.models import LoraSettings, load_vlm
 
-MICRO = zoo.TinySpec(vision_hidden=64, vision_layers=1, vision_heads=2, text_hidden=64, text_layers=1,
-                     text_heads=2, text_kv_heads=1)
+from micro import MICRO, items as _items
+
 N_CLIPS = 4
 # per process and step: 2 clips x a group of 4 = 8 completions; both processes: all 4 clips a step
 SETTINGS = grpo.GRPOSettings(steps=2, clips_per_step=2, num_generations=4, lr=5e-2, beta=0.1, max_completion_length=6)
-
-
-def _items(n=N_CLIPS, seed=0):
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        s = scene.sample_scene(rng)
-        actions, reasons = scene.derive_labels(s)
-        out.append(dict(name=f"clip{i}.jpg", images=render.render_clip(s, 1, (96, 96), seed=i),
-                        actions=torch.tensor(actions), reasons=torch.tensor(reasons)))
-    return out
 
 
 def worker(model_dir: Path, adapter: Path, out: Path, records: Path) -> None:
@@ -60,7 +49,7 @@ def worker(model_dir: Path, adapter: Path, out: Path, records: Path) -> None:
 
     peft.PeftModel.save_pretrained = save_and_record
     model, processor = load_vlm(model_dir, quantize_4bit=True, adapter=adapter, trainable=True, device="cpu")
-    trainer = grpo.build_trainer(model, processor, _items(), {"r2": (1.0, recording_reward)}, SETTINGS, out / "trl")
+    trainer = grpo.build_trainer(model, processor, _items(N_CLIPS), {"r2": (1.0, recording_reward)}, SETTINGS, out / "trl")
     trainer.train()
     trainer.save_model(str(out / "adapter"))
     state = PartialState()

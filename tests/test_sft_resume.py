@@ -4,22 +4,15 @@ A run is cut off by an exception while its data loader fetches a clip (as a Cola
 would), then a fresh model resumes it from the run directory; on the micro Idefics3 of
 ``test_vlm.py``, with LoRA dropout on, so the random state has to be restored too.
 """
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 from peft import load_peft_weights
 
-from drivekit import checkpoints, render, scene, sft, zoo
+from drivekit import checkpoints, scene, sft, zoo
 from drivekit.models import LoraSettings, load_vlm
 
-MICRO = zoo.TinySpec(vision_hidden=64, vision_layers=1, vision_heads=2, text_hidden=64, text_layers=1,
-                     text_heads=2, text_kv_heads=1)
-
-
-def _scenes(n=12, seed=0):
-    rng = np.random.default_rng(seed)
-    return [scene.sample_scene(rng) for _ in range(n)]
+from micro import MICRO, items as _items, scenes as _scenes
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +23,6 @@ def saved(tmp_path_factory):
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
-
-
-def _items(n, n_frames=1, seed=0):
-    items = []
-    for i, s in enumerate(_scenes(n, seed)):
-        actions, reasons = scene.derive_labels(s)
-        items.append(dict(name=f"clip{i}.jpg", images=render.render_clip(s, n_frames, (96, 96), seed=i),
-                          actions=torch.tensor(actions), reasons=torch.tensor(reasons)))
-    return items
 
 
 class Disconnected(Exception):

@@ -13,36 +13,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from drivekit import render, scene, sft, zoo
+from drivekit import scene, sft, zoo
 from drivekit.models import LoraSettings, load_vlm
 
-MICRO = zoo.TinySpec(vision_hidden=64, vision_layers=1, vision_heads=2, text_hidden=64, text_layers=1,
-                     text_heads=2, text_kv_heads=1)
+from micro import MICRO, items as _items, scenes as _scenes
+
 N_TRAIN, N_VAL = 12, 3  # the validation set does not split evenly: 2 clips for one process, 1 for the other
 # 3 batches an epoch per process, a checkpoint every 2 steps. No LoRA dropout, so that the test can
 # recompute the first step's gradients without the random state.
 SETTINGS = sft.SFTSettings(epochs=2, batch_size=2, grad_accum=1, lr=1e-2, lora=LoraSettings(r=4, dropout=0.0),
                            gradient_checkpointing=False, eval_every=2, eval_batch_size=2, max_new_tokens=6)
 CUT_AFTER = 10  # fetches per process: the 11th (epoch 2's third batch) fails, after checkpoint-4
-
-
-def _scenes(n=12, seed=0):
-    rng = np.random.default_rng(seed)
-    return [scene.sample_scene(rng) for _ in range(n)]
-
-
-def _items(n, seed=0):
-    items = []
-    for i, s in enumerate(_scenes(n, seed)):
-        actions, reasons = scene.derive_labels(s)
-        items.append(dict(name=f"clip{i}.jpg", images=render.render_clip(s, 1, (96, 96), seed=i),
-                          actions=torch.tensor(actions), reasons=torch.tensor(reasons)))
-    return items
 
 
 def _load(model_dir, **kwargs):

@@ -1,5 +1,6 @@
 """Model loading, prompts, label masking, QLoRA wrapping, SFT artifacts, on a micro Idefics3 built here."""
 import json
+from functools import partial
 
 import bitsandbytes as bnb
 import numpy as np
@@ -12,14 +13,11 @@ from drivekit.formats import target_text
 from drivekit.models import LORA_TARGETS, LoraSettings, load_vlm
 from drivekit.taxonomy import N_ACTIONS, N_REASONS
 
-MICRO = zoo.TinySpec(vision_hidden=64, vision_layers=1, vision_heads=2, text_hidden=64, text_layers=1,
-                     text_heads=2, text_kv_heads=1)
+from micro import MICRO, items, scenes as _scenes
+
+_items = partial(items, n_frames=2)  # two frames a clip unless a test says otherwise
+
 PREDICTION_KEYS = ["file_name", "text", "actions_pred", "reasons_pred", "actions_true", "reasons_true", "ok", "problems"]
-
-
-def _scenes(n=12, seed=0):
-    rng = np.random.default_rng(seed)
-    return [scene.sample_scene(rng) for _ in range(n)]
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +28,6 @@ def saved(tmp_path_factory):
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path, model
-
-
-def _items(n, n_frames=2, seed=0):
-    """Dataset-like items: frames of synthetic scenes and one-hot labels."""
-    items = []
-    for i, s in enumerate(_scenes(n, seed)):
-        actions, reasons = scene.derive_labels(s)
-        items.append(dict(name=f"clip{i}.jpg", images=render.render_clip(s, n_frames, (96, 96), seed=i),
-                          actions=torch.tensor(actions), reasons=torch.tensor(reasons)))
-    return items
 
 
 def test_loader_reads_a_saved_idefics3_through_from_pretrained(saved):

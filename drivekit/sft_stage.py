@@ -34,7 +34,7 @@ from .evaluation import score, write_predictions
 from .json_output import scene_texts
 from .models import default_device, load_vlm
 from .sft import SFTSettings, best_step, predict, settings_for, train
-from .toy_split import toy_data
+from .toy_split import TRAIN_FRACTION, toy_data
 
 
 class SFTArtifacts(runs.RunDir):
@@ -61,13 +61,14 @@ def write_summary(result: SFTArtifacts, cfg: Config, settings: SFTSettings, log:
 
 def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str | Path | None = None,
         progress: bool = True, start: str | Path | None = None, resume: bool = False,
-        labels: str = "subset") -> SFTArtifacts:
+        labels: str = "subset", fraction: float = TRAIN_FRACTION) -> SFTArtifacts:
     """Fine-tune on the toy train subset, evaluate on the toy test split, write every artifact.
 
     ``start``: a saved adapter to train further (the JSON stage starts from the plain SFT's);
     default a new LoRA adapter with ``settings.lora``. ``resume``: continue from the run
     directory's latest checkpoint (see ``sft.train``). ``labels="all"``: train on every toy-train
     label but the validation clips' (``toy_split.toy_data``), the reference of what labels give.
+    ``fraction``: the labelled share of the train part ``labels="subset"`` trains on (the proposal's 1/8).
     """
     cfg = cfg or load()
     settings = settings or settings_for(cfg)
@@ -76,7 +77,7 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
     t0 = time.perf_counter()
     adapter = dict(lora=settings.lora) if start is None else dict(adapter=start, trainable=True)
     with state.main_process_first():  # the first process writes what is missing (synthetic clips, tiny VLM)
-        data = toy_data(cfg, settings.val_size, labels)
+        data = toy_data(cfg, settings.val_size, labels, fraction)
         model, processor = load_vlm(cfg, gradient_checkpointing=settings.gradient_checkpointing,
                                     device=state.device, seed=settings.seed, **adapter)
     scenes = scene_texts(cfg) if settings.target == "json" else None
@@ -85,7 +86,8 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
     if state.is_main_process:
         rows = predict(model, processor, data.test, settings, progress)
         write_predictions(rows, result.predictions)
-        write_summary(result, cfg, settings, log, rows, labels=labels, n_train=len(data.train), n_val=len(data.val),
+        write_summary(result, cfg, settings, log, rows, labels=labels, fraction=fraction, n_train=len(data.train),
+                      n_val=len(data.val),
                       train_seconds=round(t1 - t0, 1), predict_seconds=round(time.perf_counter() - t1, 1))
     return result
 
@@ -104,12 +106,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--labels", choices=("subset", "all"), default="subset",
                    help="train on the toy 1/8 (default) or on every toy-train label but the validation clips'")
+    p.add_argument("--fraction", type=float, default=TRAIN_FRACTION,
+                   help="labelled share of the toy train part (default 1/8, the proposal's)")
     add_model_arguments(p)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output directory")
     a = p.parse_args(argv)
     cfg = load(a.profile, **model_overrides(a))
     changes = {k: v for k, v in (("epochs", a.epochs), ("lr", a.lr)) if v is not None}
-    result = run(cfg, settings_for(cfg, **changes), a.out, resume=a.resume, labels=a.labels)
+    result = run(cfg, settings_for(cfg, **changes), a.out, resume=a.resume, labels=a.labels,
+                 fraction=a.fraction)
     if PartialState().is_main_process and result.summary.exists():
         s = json.loads(result.summary.read_text())
         print(f"{result.dir}: F1_act {s['f1_act']:.3f}  F1_rsn {s['f1_rsn']:.3f}  unparseable {s['unparseable']}  "

@@ -31,6 +31,9 @@ def single_label(sample: Sample) -> bool:
     return sum(sample.actions) == 1 and sum(sample.reasons) == 1
 
 
+TRAIN_FRACTION = 1 / 8  # the proposal's labelled share of the train part
+
+
 @dataclass
 class ToySplit:
     """Sample names of each part; ``train`` ⊂ ``train_full``; ``actions`` maps every name to its action."""
@@ -40,6 +43,7 @@ class ToySplit:
     train_full: list[str]
     seed: int
     actions: dict[str, int]
+    train_fraction: float = TRAIN_FRACTION
 
     def counts(self) -> pd.DataFrame:
         """Samples per action (rows, plus a total) in each part (columns)."""
@@ -93,7 +97,7 @@ def _stratified_pick(labels: np.ndarray, share: float, rng: np.random.Generator,
 
 
 def make_toy_split(samples: Iterable[Sample], seed: int = 0, test_size: float = 0.2,
-                   train_fraction: float = 1 / 8) -> ToySplit:
+                   train_fraction: float = TRAIN_FRACTION) -> ToySplit:
     """Pool ``samples``, keep the single-label ones, split them by action; deterministic per seed."""
     pool = sorted((s for s in samples if single_label(s)), key=lambda s: s.name)
     if not pool:
@@ -112,30 +116,37 @@ def make_toy_split(samples: Iterable[Sample], seed: int = 0, test_size: float = 
         train_full=names[~is_test].tolist(),
         seed=seed,
         actions=dict(zip(names.tolist(), labels.tolist())),
+        train_fraction=train_fraction,
     )
 
 
-def toy_split_path(cfg: Config) -> Path:
-    return cfg.cache_dir / "toy_split" / f"{cfg.data_root.name}.json"
+def toy_split_path(cfg: Config, fraction: float = TRAIN_FRACTION) -> Path:
+    """Where the split of ``cfg.data_root`` is saved (one file per labelled fraction)."""
+    tag = "" if fraction == TRAIN_FRACTION else f"-f{fraction:.6g}"
+    return cfg.cache_dir / "toy_split" / f"{cfg.data_root.name}{tag}.json"
 
 
 def load_or_make_toy_split(cfg: Config, samples: Sequence[Sample] | None = None,
-                           seed: int | None = None) -> ToySplit:
+                           seed: int | None = None, fraction: float = TRAIN_FRACTION) -> ToySplit:
     """The saved toy split of ``cfg.data_root``; (re)made and saved when missing or stale.
 
-    ``samples`` default to all splits read from ``cfg.data_root`` and ``seed`` to ``cfg.seed``. A
-    saved split is stale when its seed differs or its pool no longer matches the labels.
+    ``samples`` default to all splits read from ``cfg.data_root`` and ``seed`` to ``cfg.seed``;
+    ``fraction`` is the labelled share of the train part (the proposal's 1/8; smaller ones leave
+    more to learn from without labels). A saved split is stale when its seed or fraction differs
+    or its pool no longer matches the labels.
     """
     seed = cfg.seed if seed is None else seed
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], not {fraction}")
     if samples is None:
         samples = [s for labels in read_splits(cfg.data_root).values() for s in labels.samples]
-    path = toy_split_path(cfg)
+    path = toy_split_path(cfg, fraction)
     if path.is_file():
         saved = ToySplit.load(path)
         pool = {s.name: s.actions.index(1) for s in samples if single_label(s)}
-        if saved.seed == seed and saved.actions == pool:
+        if saved.seed == seed and saved.actions == pool and saved.train_fraction == fraction:
             return saved
-    split = make_toy_split(samples, seed=seed)
+    split = make_toy_split(samples, seed=seed, train_fraction=fraction)
     split.save(path)
     return split
 
@@ -158,19 +169,20 @@ class ToyData:
     pool: BDDOIADataset
 
 
-def toy_data(cfg: Config, val_size: int = 64, labels: str = "subset") -> ToyData:
+def toy_data(cfg: Config, val_size: int = 64, labels: str = "subset",
+             fraction: float = TRAIN_FRACTION) -> ToyData:
     """The toy split of ``cfg.data_root`` (synthetic clips generated first in the tiny profile).
 
-    ``labels="subset"``: train on the 1/8 subset (the proposal's setting); ``"all"``: on every
-    train-part clip outside the validation clips (the reference of what labels alone can give;
-    the pool is then empty). The validation clips are the same either way.
+    ``labels="subset"``: train on the labelled ``fraction`` of the train part (the proposal's 1/8);
+    ``"all"``: on every train-part clip outside the validation clips (the reference of what labels
+    alone can give; the pool is then empty). The validation clips are the same either way.
     """
     if labels not in LABELS:
         raise ValueError(f"labels must be one of {LABELS}, not {labels!r}")
     if cfg.synthetic:
         ensure_dataset(cfg)
     samples = [s for part in read_splits(cfg.data_root).values() for s in part.samples]
-    split = load_or_make_toy_split(cfg, samples)
+    split = load_or_make_toy_split(cfg, samples, fraction=fraction)
     unused = sorted(set(split.train_full) - set(split.train))
     picked = np.random.default_rng(cfg.seed).permutation(len(unused))[:val_size]
     by_name = {s.name: s for s in samples}

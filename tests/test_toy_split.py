@@ -1,4 +1,5 @@
 """The toy split on random label vectors (and once on the bddoia_mini fixture)."""
+import json
 import shutil
 from pathlib import Path
 
@@ -180,3 +181,26 @@ def test_toy_data_parts_are_disjoint_and_cover_the_train_part(labels, tmp_path):
     assert toy_split.toy_data(cfg, val_size=16, labels="subset").val.samples == data.val.samples
     with pytest.raises(ValueError, match="labels must be"):
         toy_split.toy_data(cfg, labels="half")
+
+
+def test_a_smaller_labelled_fraction_has_its_own_saved_split(tmp_path, samples):
+    cfg = config.load("tiny", data_root=tmp_path / "synth", cache_dir=tmp_path / "cache", seed=7)
+    eighth = load_or_make_toy_split(cfg, samples)
+    small = load_or_make_toy_split(cfg, samples, fraction=1 / 32)
+    assert toy_split_path(cfg, 1 / 32) == tmp_path / "cache" / "toy_split" / "synth-f0.03125.json"
+    assert toy_split_path(cfg).is_file() and toy_split_path(cfg, 1 / 32).is_file()
+    assert small == make_toy_split(samples, seed=7, train_fraction=1 / 32) and small.train_fraction == 1 / 32
+    assert small.test == eighth.test and small.train_full == eighth.train_full  # only the labelled share differs
+    assert len(small.train) == pytest.approx(len(eighth.train_full) / 32, abs=N_ACTIONS)
+    assert load_or_make_toy_split(cfg, samples) == eighth  # the 1/8 file is not overwritten
+    with pytest.raises(ValueError, match="fraction"):
+        load_or_make_toy_split(cfg, samples, fraction=0)
+
+
+def test_a_split_saved_before_fractions_were_recorded_loads_as_the_eighth(tmp_path, split):
+    path = tmp_path / "old.json"
+    split.save(path)
+    saved = json.loads(path.read_text())
+    del saved["train_fraction"]
+    path.write_text(json.dumps(saved))
+    assert ToySplit.load(path) == split and split.train_fraction == 1 / 8

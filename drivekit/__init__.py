@@ -21,7 +21,7 @@ Layers import downwards only (``tests/test_layers.py`` checks every import, defe
                      ``token_rewards`` (terminal / incremental) · ``a2c`` (A2C, one file) ·
                      ``grpo`` (GRPO through trl) · ``checkpoints`` (numbered checkpoint folders)
 7. stages            ``runs`` (a stage's run directory, ``ensure``) · ``sft_stage`` · ``a2c_stage`` ·
-                     ``json_stage`` · ``widgets``
+                     ``json_stage`` · ``widgets`` · ``experiment`` (RL against SFT over seeds)
 8. entry points      ``__main__`` (``python -m drivekit``) · ``reproduce`` (run the notebooks)
 
 Notebooks: 00 ``bddoia``, ``scene``, ``synthetic``, ``plots`` · 01 ``toy_split`` · 02 ``sft``,
@@ -41,6 +41,6 @@ LAYERS = {
     "prompts": 4, "models": 4, "perception": 4, "zoo": 4, "smolvlm": 4, "constrained": 4, "clip": 4, "clip_eval": 4,
     "rewards": 5, "action_reward": 5, "json_reward": 5,
     "sft": 6, "sampling": 6, "token_rewards": 6, "a2c": 6, "grpo": 6, "checkpoints": 6,
-    "runs": 7, "sft_stage": 7, "a2c_stage": 7, "json_stage": 7, "widgets": 7,
+    "runs": 7, "sft_stage": 7, "a2c_stage": 7, "json_stage": 7, "widgets": 7, "experiment": 7,
     "__main__": 8, "reproduce": 8,
 }

@@ -9,6 +9,7 @@ COMMANDS = {  # command -> (module with main(argv), what it does)
     "build-vlm": ("drivekit.zoo", "build and pretrain the tiny SmolVLM-architecture model"),
     "build-clip": ("drivekit.clip", "train the tiny driving-domain CLIP"),
     "sft": ("drivekit.sft_stage", "QLoRA SFT on the toy split, then predictions on its test part"),
+    "rl-vs-sft": ("drivekit.experiment", "SFT, SFT-all and RL on the unlabelled pool over seeds, compared clip by clip"),
     "reproduce": ("drivekit.reproduce", "run notebooks 00-06 headless and regenerate figures/"),
 }
 

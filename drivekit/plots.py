@@ -179,6 +179,23 @@ def plot_loss_curves(curves: Mapping[str, pd.DataFrame], title: str = "Training 
     return fig
 
 
+def plot_seed_curves(curves: pd.DataFrame, value: str = "smoothed", title: str = "") -> plt.Figure:
+    """Fig. 3 over seeds: per method (``method`` column) the mean of ``value`` over its seeds (``seed``)
+    at each ``step``, with a band of ± one standard deviation."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for method, runs in curves.groupby("method", sort=False):
+        by_step = runs.groupby("step")[value]
+        mean, sd = by_step.mean(), by_step.std().fillna(0.0)
+        ax.plot(mean.index, mean, label=f"{method} ({runs['seed'].nunique()} seeds)")
+        ax.fill_between(mean.index, mean - sd, mean + sd, alpha=0.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel(value)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_f1_tables(per_class: Mapping[str, pd.DataFrame], summary: pd.DataFrame) -> plt.Figure:
     """Fig. 5: per-class F1 (percent) of each model for actions and reasons, plus the sample-level F1s.
 

@@ -1,0 +1,358 @@
+"""RL against SFT over seeds, clip by clip: the experiment behind every "RL vs SFT" sentence (issue 14).
+
+For each seed the harness trains, in ``<out>/<method>/seed<s>/``:
+
+- ``SFT``: QLoRA SFT on the labelled ``fraction`` of the toy train part (``toy_split.toy_data``);
+- ``SFT-all``: SFT on every toy-train label but the validation clips', the reference of what the
+  labels alone give;
+- each RL method, from that seed's SFT adapter, on the *pool*: the toy-train clips SFT never saw.
+  ``A2C-*`` is drivekit's own A2C (:mod:`drivekit.a2c`, batches of 8 clips, one answer each),
+  ``GRPO-*`` trl's GRPO (:mod:`drivekit.grpo`, 2 clips × a group of 4 answers): the same number of
+  sampled answers a step, the same steps, the same clips to draw from. The reward family is the
+  suffix: ``-R2`` the label-F1 R2 on the pool's labels (label-grounded, to compare with SFT-all,
+  which gets the same labels without RL); ``-R1`` R1 from the tiny CLIP alone (label-free: the
+  CLIP never saw the toy split's clips, see :func:`unseen_clip`, and no pool label is read).
+
+Every method then answers the toy test split greedily. Per method and seed: F1_act, F1_rsn, pair
+F1 and the mean test R under one yardstick for all (R1 + label-F1 R2), and, against the same
+seed's SFT, the clips it fixed and broke (exactly right vs not). :func:`summarize` adds mean ± sd
+and a 95 % interval over seeds (``stats.over_seeds``), the pooled exact sign test
+(``stats.pooled``) and the share of the SFT → SFT-all gap each method closes. A finished run is
+reused, so an interrupted experiment continues where it stopped.
+
+    python -m drivekit rl-vs-sft [--seeds 0 1 2] [--fraction 0.03125] [--methods A2C-R2 GRPO-R2 ...]
+                                 [--steps 160] [--out DIR] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import a2c_stage, grpo, sft, sft_stage, stats
+from .action_reward import combined_reward
+from .config import Config, load
+from .evaluation import prediction_rewards, read_predictions, score, write_predictions
+from .models import load_vlm
+from .rewards import ClipReward
+from .toy_split import dataset_items, toy_data
+
+REFERENCES = ("SFT", "SFT-all")
+METHODS = {  # method -> (algorithm, reward family)
+    "A2C-R2": ("a2c", "label"), "GRPO-R2": ("grpo", "label"),
+    "A2C-R1": ("a2c", "free"), "GRPO-R1": ("grpo", "free"),
+}
+LABELS_USED = {"label": "pool", "free": "none"}  # which RL clips' labels a reward family reads
+KEYS = ("f1_act", "f1_rsn", "pair_f1", "R")
+# Both algorithms sample at temperature 0.7: at 1.0 the SFT policy of a 1/32 subset writes broken answers
+# (mean label-F1 R2 0.47 against 0.72 greedy, on 64 pool clips), whose negative advantages spread
+# probability mass instead of sharpening it (benchmarks/RESULTS.md, "RL against SFT").
+SAMPLING = {"temperature": 0.7}
+
+
+@dataclass
+class Recipe:
+    """One experiment (plain data): seeds, the labelled fraction, the RL methods and their budget.
+
+    Every RL step samples 8 answers (A2C: 8 clips × 1; GRPO: 2 clips × 4), ``steps`` steps in all.
+    ``a2c`` / ``grpo`` override the profile's ``A2CConfig`` / ``GRPOSettings`` (default: both sample
+    at :data:`SAMPLING`'s temperature).
+    """
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    fraction: float = 1 / 32
+    methods: tuple[str, ...] = ("A2C-R2", "GRPO-R2", "A2C-R1", "GRPO-R1")
+    steps: int = 160
+    sft_all_epochs: float = 2.0  # about as many clip passes as SFT's epochs over its subset
+    a2c: dict = field(default_factory=lambda: dict(SAMPLING))
+    grpo: dict = field(default_factory=lambda: dict(SAMPLING))
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; known: {sorted(METHODS)}")
+        self.seeds, self.methods = tuple(self.seeds), tuple(self.methods)
+
+
+def rl_reward(family: str, clip_reward: ClipReward | None = None):
+    """The reward RL trains on: ``"label"`` label-F1 R2; ``"free"`` R1 (CLIP) alone."""
+    if family == "label":
+        return combined_reward(r1=None, r2="label_f1")
+    if family == "free":
+        if clip_reward is None:
+            raise ValueError("label-free RL needs a CLIP reward (label_free_clip)")
+        return combined_reward(r1=clip_reward, r2=None)
+    raise ValueError(f"reward family must be 'label' or 'free', not {family!r}")
+
+
+def yardstick(clip_reward: ClipReward):
+    """The test reward every method is scored with: R = R1 + label-F1 R2."""
+    return combined_reward(r1=clip_reward, r2="label_f1")
+
+
+def _finish(folder: Path, rows: list[dict], clip_reward: ClipReward, **info) -> dict:
+    """Write ``predictions.jsonl`` and ``summary.json`` (F1s, pair F1, test R, ``info``) of a run."""
+    write_predictions(rows, folder / "predictions.jsonl")
+    s = score(rows)
+    rewards = prediction_rewards(rows, yardstick(clip_reward))
+    summary = dict(f1_act=s["actions"]["f1_all"], f1_rsn=s["reasons"]["f1_all"], pair_f1=s["pair_f1"],
+                   R=rewards["R"], rewards=rewards, unparseable=s["unparseable"], n_test=len(rows), **info)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def run_sft(cfg: Config, recipe: Recipe, method: str, seed: int, folder: Path, clip_reward: ClipReward,
+            progress: bool = False) -> dict:
+    """``SFT`` or ``SFT-all`` of ``seed`` (``sft_stage.run``, resumed when cut off), scored on the test split."""
+    changes = {"epochs": recipe.sft_all_epochs} if method == "SFT-all" else {}
+    settings = sft.settings_for(cfg, seed=seed, **changes)
+    labels = "all" if method == "SFT-all" else "subset"
+    result = sft_stage.run(cfg, settings, folder, progress=progress, resume=True, labels=labels,
+                           fraction=recipe.fraction)
+    done = json.loads(result.summary.read_text())
+    return _finish(folder, read_predictions(result.predictions), clip_reward, method=method, seed=seed,
+                   labels=labels, fraction=recipe.fraction, n_train=done["n_train"],
+                   train_seconds=done["train_seconds"])
+
+
+def run_rl(cfg: Config, recipe: Recipe, method: str, seed: int, start: Path, pool: Sequence[Mapping], test,
+           folder: Path, clip_reward: ClipReward, free_clip: ClipReward | None = None, progress: bool = False) -> dict:
+    """One RL method from the adapter ``start`` on the ``pool`` items; greedy answers on ``test``.
+
+    Writes ``log.csv`` (one row per step, ``reward`` the mean sampled reward), ``policy/`` (the
+    trained adapter), ``predictions.jsonl`` and ``summary.json`` (with seconds per step). A label-free
+    method's R1 is ``free_clip`` (:func:`label_free_clip`); ``clip_reward`` scores the test answers.
+    """
+    algorithm, family = METHODS[method]
+    reward = rl_reward(family, free_clip if family == "free" else None)
+    if algorithm == "a2c":
+        settings = a2c_stage.a2c_settings(cfg, **{"steps": recipe.steps, "seed": seed, **recipe.a2c})
+        policy = a2c_stage.load_policy(cfg, start)
+        trainer = a2c_stage.build_trainer(cfg, pool, reward, settings, policy=policy)
+        t0 = time.perf_counter()
+        log = trainer.train(progress=progress)
+        seconds = time.perf_counter() - t0
+        model, processor = policy[0], policy[1]
+        trainer.save_policy(folder / "policy")
+        samples = settings.batch_size
+    else:
+        settings = grpo.settings_for(cfg, **{"steps": recipe.steps, "seed": seed, **recipe.grpo})
+        model, processor = load_vlm(cfg, adapter=start, trainable=True)
+        trainer = grpo.build_trainer(model, processor, pool, reward.terms, settings, folder / "trl")
+        if not progress:
+            from transformers.trainer_callback import ProgressCallback
+
+            trainer.remove_callback(ProgressCallback)
+        t0 = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - t0
+        log = grpo.log_frame(trainer)
+        model = trainer.model
+        model.save_pretrained(folder / "policy")
+        samples = settings.clips_per_step * settings.num_generations
+    folder.mkdir(parents=True, exist_ok=True)
+    log.to_csv(folder / "log.csv", index=False)
+    rows = sft.predict(model, processor, test, sft.settings_for(cfg), progress=progress)
+    return _finish(folder, rows, clip_reward, method=method, seed=seed, algorithm=algorithm,
+                   labels_used=LABELS_USED[family], start=str(start), steps=len(log), samples_per_step=samples,
+                   train_seconds=round(seconds, 1), seconds_per_step=round(seconds / max(len(log), 1), 3),
+                   settings=asdict(settings))
+
+
+def unseen_clip(cfg: Config, progress: bool = False) -> Path:
+    """A tiny CLIP that never saw a clip of ``cfg``'s dataset, for label-free RL (built when missing).
+
+    The shipped tiny CLIP trained on every clip outside the toy test split, the RL pool included,
+    with its labels and descriptions. This one trains the same way on a second synthetic dataset
+    (same generator and size, seed ``cfg.seed + 1``, in ``<cache_dir>/synthetic-unseen``), so R1 on
+    the toy split's clips reads none of their labels or descriptions. Folder:
+    ``<cache_dir>/tiny-clip-unseen``.
+    """
+    from .clip import WEIGHTS_FILE, build_clip
+    from .synthetic import generate
+
+    out = Path(cfg.cache_dir) / "tiny-clip-unseen"
+    if (out / WEIGHTS_FILE).is_file():
+        return out
+    if not cfg.synthetic:
+        raise ValueError("an unseen-data CLIP is built for the synthetic (tiny) profile only; the paper "
+                         "profile's pretrained CLIP never saw BDD-OIA's labels")
+    settings = json.loads((Path(cfg.data_root) / "generator.json").read_text())
+    other = cfg.replace(data_root=Path(cfg.cache_dir) / "synthetic-unseen", seed=cfg.seed + 1)
+    if not (other.data_root / "test_25k_images_reasons.json").exists():
+        generate(other.data_root, settings["n_clips"], settings["n_frames"], tuple(settings["size"]), other.seed,
+                 progress=progress)
+    return build_clip(other, out, progress=progress)
+
+
+def label_free_clip(cfg: Config) -> ClipReward:
+    """R1 for label-free RL: in the tiny profile a CLIP trained on other synthetic clips
+    (:func:`unseen_clip`; the shipped one saw the pool's labels and descriptions), in the paper
+    profile its pretrained CLIP."""
+    return ClipReward.from_config(cfg.replace(clip=str(unseen_clip(cfg))) if cfg.synthetic else cfg)
+
+
+def run(recipe: Recipe = Recipe(), out: str | Path | None = None, cfg: Config | None = None,
+        progress: bool = False, echo=print) -> dict:
+    """Every method of ``recipe`` over its seeds (finished runs reused), then :func:`summarize`."""
+    cfg = cfg or load()
+    out = Path(out) if out else cfg.runs_dir / "rl-vs-sft"
+    clip_reward = ClipReward.from_config(cfg)
+    free_clip = label_free_clip(cfg) if any(METHODS[m][1] == "free" for m in recipe.methods) else None
+    data = toy_data(cfg, sft.settings_for(cfg).val_size, fraction=recipe.fraction)
+    pool = dataset_items(data.pool)
+    for seed in recipe.seeds:
+        for method in (*REFERENCES, *recipe.methods):
+            folder = out / method / f"seed{seed}"
+            if (folder / "summary.json").is_file() and (folder / "predictions.jsonl").is_file():
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            if method in REFERENCES:
+                s = run_sft(cfg, recipe, method, seed, folder, clip_reward, progress)
+            else:
+                s = run_rl(cfg, recipe, method, seed, out / "SFT" / f"seed{seed}" / "best", pool, data.test, folder,
+                           clip_reward, free_clip, progress)
+            echo(f"{method} seed {seed}: F1_act {s['f1_act']:.4f}  F1_rsn {s['f1_rsn']:.4f}  pair F1 "
+                 f"{s['pair_f1']:.4f}  R {s['R']:.4f}  train {s['train_seconds']} s")
+    results = summarize(out, recipe)
+    (out / "rl_vs_sft.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def _runs(out: Path, method: str, seeds: Sequence[int]) -> list[tuple[dict, list[dict]]]:
+    folders = [out / method / f"seed{seed}" for seed in seeds]
+    missing = [str(f) for f in folders if not (f / "summary.json").is_file()]
+    if missing:
+        raise FileNotFoundError(f"runs not finished: {missing}")
+    return [(json.loads((f / "summary.json").read_text()), read_predictions(f / "predictions.jsonl")) for f in folders]
+
+
+def summarize(out: str | Path, recipe: Recipe) -> dict:
+    """``rl_vs_sft.json``'s content from the finished runs under ``out``: per method the per-seed
+    F1_act, F1_rsn, pair F1 and R, their spread (``summary``), and for every method but SFT the
+    clip-by-clip comparison with the same seed's SFT (``paired`` per seed, ``p_vs_sft`` pooled), the
+    share of the SFT → SFT-all gap closed on the means (``gap_closed``) and whether it beat SFT's
+    F1_act and F1_rsn on every seed."""
+    out = Path(out)
+    results = {"seeds": list(recipe.seeds), "labeled_fraction": recipe.fraction, "recipe": asdict(recipe),
+               "methods": {}}
+    runs = {m: _runs(out, m, recipe.seeds) for m in (*REFERENCES, *recipe.methods)}
+    means = {m: {k: float(np.mean([s[k] for s, _ in r])) for k in KEYS} for m, r in runs.items()}
+    for method, per_seed in runs.items():
+        entry = {k: [s[k] for s, _ in per_seed] for k in KEYS}
+        entry["summary"] = {k: stats.over_seeds(entry[k]) for k in KEYS}
+        entry["n_train"] = per_seed[0][0].get("n_train")
+        if method != "SFT":
+            comparisons = [stats.paired(ref_rows, rows) for (_, ref_rows), (_, rows) in zip(runs["SFT"], per_seed)]
+            pooled = stats.pooled(comparisons)
+            entry.update(p_vs_sft=pooled["p"], fixed=pooled["fixed"], broken=pooled["broken"], paired=comparisons)
+            entry["beats_sft_every_seed"] = all(
+                s["f1_act"] > ref["f1_act"] and s["f1_rsn"] > ref["f1_rsn"]
+                for (ref, _), (s, _) in zip(runs["SFT"], per_seed))
+            entry["gap_closed"] = {k: _closed(means["SFT"][k], means["SFT-all"][k], means[method][k])
+                                   for k in ("f1_act", "f1_rsn")}
+        if method in METHODS:
+            entry.update(labels_used=per_seed[0][0]["labels_used"], steps=per_seed[0][0]["steps"],
+                         samples_per_step=per_seed[0][0]["samples_per_step"],
+                         seconds_per_step=[s["seconds_per_step"] for s, _ in per_seed],
+                         reward_curve=[_log(out / method / f"seed{seed}")["reward"].round(4).tolist()
+                                       for seed in recipe.seeds])
+        results["methods"][method] = entry
+    return results
+
+
+def _closed(sft_mean: float, all_mean: float, value: float) -> float | None:
+    gap = all_mean - sft_mean
+    return None if gap <= 0 else float((value - sft_mean) / gap)
+
+
+def table(results: Mapping) -> pd.DataFrame:
+    """One row per method: mean ± sd over seeds of F1_act, F1_rsn, pair F1 and R, fixed / broken
+    clips against SFT pooled over the seeds, the sign test's p, the share of the SFT → SFT-all gap
+    closed, the labels RL read and seconds per step."""
+    rows = {}
+    for method, e in results["methods"].items():
+        row = {k: f"{e['summary'][k]['mean']:.3f} ± {e['summary'][k]['sd']:.3f}" for k in KEYS}
+        row["fixed/broken"] = f"{e['fixed']}/{e['broken']}" if "fixed" in e else ""
+        row["p vs SFT"] = f"{e['p_vs_sft']:.2g}" if "p_vs_sft" in e else ""
+        gap = e.get("gap_closed") or {}
+        row["gap closed (act, rsn)"] = (", ".join("—" if gap[k] is None else f"{gap[k]:.2f}" for k in ("f1_act", "f1_rsn"))
+                                        if gap else "")
+        row["labels RL read"] = e.get("labels_used", "")
+        row["s/step"] = f"{np.mean(e['seconds_per_step']):.2f}" if "seconds_per_step" in e else ""
+        rows[method] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _log(folder: Path) -> pd.DataFrame:
+    """An RL run's ``log.csv`` without its skipped steps."""
+    log = pd.read_csv(folder / "log.csv")
+    if "skipped" in log:
+        log = log[~log["skipped"].fillna(False).astype(bool)]
+    return log.reset_index(drop=True)
+
+
+def curves(results: Mapping, window: int = 10) -> pd.DataFrame:
+    """Long frame (``method``, ``seed``, ``step``, ``reward``, ``smoothed``) of the RL methods' mean
+    sampled reward per step (``reward_curve`` of :func:`summarize`), smoothed by a trailing mean over
+    ``window`` steps."""
+    frames = []
+    for method, entry in results["methods"].items():
+        for seed, rewards in zip(results["seeds"], entry.get("reward_curve", [])):
+            frame = pd.DataFrame({"step": range(1, len(rewards) + 1), "reward": rewards})
+            frame["smoothed"] = frame["reward"].rolling(window, min_periods=1).mean()
+            frames.append(frame.assign(method=method, seed=seed))
+    columns = ["method", "seed", "step", "reward", "smoothed"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def main(argv: list[str] | None = None) -> None:
+    defaults = Recipe()
+    p = argparse.ArgumentParser(prog="python -m drivekit rl-vs-sft", description=(
+        "SFT, SFT-all and RL on the unlabelled pool over seeds; F1s, spread and a pooled sign test against SFT."))
+    p.add_argument("--profile", help="tiny (default) or paper")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds))
+    p.add_argument("--fraction", type=float, default=defaults.fraction, help="labelled share of the toy train part")
+    p.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(defaults.methods))
+    p.add_argument("--steps", type=int, default=defaults.steps, help="RL steps of 8 sampled answers each")
+    p.add_argument("--a2c", nargs="*", default=[], metavar="KEY=VALUE",
+                   help=f"A2CConfig overrides on top of {SAMPLING}, e.g. lr=2e-4")
+    p.add_argument("--grpo", nargs="*", default=[], metavar="KEY=VALUE",
+                   help=f"GRPOSettings overrides on top of {SAMPLING}, e.g. beta=0")
+    p.add_argument("--out", type=Path, help="run directory (default <runs>/rl-vs-sft)")
+    p.add_argument("--json", type=Path, help="also write the results here (e.g. benchmarks/results/rl_vs_sft.json)")
+    p.add_argument("--progress", action="store_true")
+    a = p.parse_args(argv)
+    recipe = Recipe(seeds=a.seeds, fraction=a.fraction, methods=a.methods, steps=a.steps,
+                    a2c={**SAMPLING, **_overrides(a.a2c)}, grpo={**SAMPLING, **_overrides(a.grpo)})
+    results = run(recipe, a.out, load(a.profile), progress=a.progress)
+    results["command"] = " ".join(["python -m drivekit rl-vs-sft", *(argv if argv is not None else sys.argv[1:])])
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(results, indent=1))
+    print(table(results).to_markdown())
+
+
+def _overrides(pairs: Sequence[str]) -> dict:
+    """``["lr=2e-4", "samples_per_clip=4"]`` -> ``{"lr": 2e-4, "samples_per_clip": 4}`` (JSON values, else strings)."""
+    changes = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value
+    return changes
+
+
+if __name__ == "__main__":
+    main()

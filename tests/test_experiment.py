@@ -1,0 +1,151 @@
+"""The RL-vs-SFT harness's bookkeeping: per-seed runs to spread, paired counts, sign test, gap closed.
+
+The training it drives is tested where it lives (SFT: test_vlm / test_sft_resume, A2C: test_rl,
+GRPO: test_grpo); here the run folders are written by hand, with known answers.
+"""
+import json
+
+import pandas as pd
+import pytest
+
+from drivekit import clip, config, experiment, plots, stats
+from drivekit.formats import target_text
+
+N_ACT, N_RSN = 4, 21
+
+
+def _row(name: str, right: bool) -> dict:
+    truth_a, truth_r = [1, 0, 0, 0], [1] + [0] * (N_RSN - 1)
+    pred_a, pred_r = (truth_a, truth_r) if right else ([0, 1, 0, 0], [0, 1] + [0] * (N_RSN - 2))
+    return dict(file_name=name, text=target_text(pred_a, pred_r), actions_pred=pred_a, reasons_pred=pred_r,
+                actions_true=truth_a, reasons_true=truth_r, ok=True, problems=[])
+
+
+def _write(out, method, seed, right: list[bool], **summary):
+    folder = out / method / f"seed{seed}"
+    folder.mkdir(parents=True)
+    rows = [_row(f"c{i}.jpg", r) for i, r in enumerate(right)]
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    share = sum(right) / len(right)
+    base = dict(f1_act=share, f1_rsn=share, pair_f1=share, R=share, n_train=8)
+    (folder / "summary.json").write_text(json.dumps({**base, **summary}))
+    if method in experiment.METHODS:
+        (folder / "log.csv").write_text("step,reward,skipped\n" + "".join(f"{s},{s / 10},False\n" for s in range(1, 6)))
+
+
+@pytest.fixture
+def finished(tmp_path):
+    """3 seeds of 20 clips: SFT right on 10, SFT-all on 18, A2C-R2 right on 14 (fixes 5, breaks 1) each seed."""
+    sft = [True] * 10 + [False] * 10
+    rl = [True] * 9 + [False] + [True] * 5 + [False] * 5
+    for seed in (0, 1, 2):
+        _write(tmp_path, "SFT", seed, sft)
+        _write(tmp_path, "SFT-all", seed, [True] * 18 + [False] * 2)
+        _write(tmp_path, "A2C-R2", seed, rl, labels_used="pool", steps=5, samples_per_step=8, seconds_per_step=0.5)
+    return tmp_path, experiment.Recipe(seeds=(0, 1, 2), fraction=1 / 32, methods=("A2C-R2",))
+
+
+def test_summarize_pairs_each_seed_with_its_sft_and_pools_the_sign_test(finished):
+    out, recipe = finished
+    results = experiment.summarize(out, recipe)
+    assert results["seeds"] == [0, 1, 2] and results["labeled_fraction"] == 1 / 32
+    a2c = results["methods"]["A2C-R2"]
+    assert a2c["f1_act"] == [0.7] * 3 and a2c["labels_used"] == "pool"
+    assert a2c["paired"][0] == dict(fixed=5, broken=1, both_right=9, both_wrong=5, n=20)
+    assert (a2c["fixed"], a2c["broken"]) == (15, 3)
+    assert a2c["p_vs_sft"] == pytest.approx(stats.sign_test(15, 3)) and a2c["p_vs_sft"] < 0.01
+    assert a2c["beats_sft_every_seed"]
+    assert a2c["gap_closed"]["f1_act"] == pytest.approx((0.7 - 0.5) / (0.9 - 0.5))
+    assert "p_vs_sft" not in results["methods"]["SFT"]
+    assert results["methods"]["SFT-all"]["gap_closed"] == {"f1_act": 1.0, "f1_rsn": 1.0}
+    assert results["methods"]["SFT"]["summary"]["f1_act"]["sd"] == 0.0
+
+
+def test_table_and_curves(finished):
+    out, recipe = finished
+    table = experiment.table(experiment.summarize(out, recipe))
+    assert list(table.index) == ["SFT", "SFT-all", "A2C-R2"]
+    assert table.loc["A2C-R2", "fixed/broken"] == "15/3" and table.loc["A2C-R2", "f1_act"] == "0.700 ± 0.000"
+    closed = f"{(0.7 - 0.5) / (0.9 - 0.5):.2f}"
+    assert table.loc["A2C-R2", "gap closed (act, rsn)"] == f"{closed}, {closed}" and table.loc["SFT", "p vs SFT"] == ""
+    results = experiment.summarize(out, recipe)
+    assert results["methods"]["A2C-R2"]["reward_curve"][0] == [0.1, 0.2, 0.3, 0.4, 0.5]
+    curves = experiment.curves(results, window=2)
+    assert list(curves.columns) == ["method", "seed", "step", "reward", "smoothed"] and len(curves) == 15
+    assert curves["smoothed"].iloc[1] == pytest.approx((0.1 + 0.2) / 2)
+    fig = plots.plot_seed_curves(curves, title="reward")
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == "A2C-R2 (3 seeds)"
+
+
+def test_a_missing_run_is_named(finished):
+    out, recipe = finished
+    (out / "A2C-R2" / "seed1" / "summary.json").unlink()
+    with pytest.raises(FileNotFoundError, match="A2C-R2/seed1"):
+        experiment.summarize(out, recipe)
+
+
+def test_no_gap_to_close_is_reported_as_none():
+    assert experiment._closed(0.9, 0.9, 0.95) is None and experiment._closed(0.5, 0.7, 0.6) == pytest.approx(0.5)
+
+
+def test_recipe_and_overrides():
+    with pytest.raises(ValueError, match="unknown methods"):
+        experiment.Recipe(methods=("PPO",))
+    recipe = experiment.Recipe(seeds=[3, 4])
+    assert recipe.seeds == (3, 4) and recipe.a2c == recipe.grpo == experiment.SAMPLING
+    assert recipe.a2c is not experiment.SAMPLING
+    assert experiment._overrides(["lr=2e-4", "r2=label_f1", "samples_per_clip=4"]) == dict(
+        lr=2e-4, r2="label_f1", samples_per_clip=4)
+    with pytest.raises(SystemExit):
+        experiment._overrides(["lr"])
+
+
+def test_reward_families():
+    label = experiment.rl_reward("label")
+    assert list(label.terms) == ["r2"]
+    right = target_text([1, 0, 0, 0], [1] + [0] * 20)
+    scores = label([right, "garbage"], actions=[[1, 0, 0, 0]] * 2, reasons=[[1] + [0] * 20] * 2)
+    assert scores[0] == 1.0 and scores[1] == 0.0
+    with pytest.raises(ValueError, match="needs a CLIP"):
+        experiment.rl_reward("free")
+    with pytest.raises(ValueError, match="family"):
+        experiment.rl_reward("both")
+
+
+def test_the_unseen_clip_trains_on_a_second_dataset_and_is_reused(tmp_path, monkeypatch):
+    root = tmp_path / "synthetic"
+    root.mkdir()
+    (root / "generator.json").write_text(json.dumps(dict(n_clips=40, n_frames=2, size=[32, 32], seed=0)))
+    cfg = config.load("tiny", data_root=root, cache_dir=tmp_path / "cache", seed=5)
+    calls = []
+
+    def fake_generate(out, n_clips, n_frames, size, seed, progress=False):
+        calls.append(("generate", out, n_clips, n_frames, size, seed))
+        out.mkdir(parents=True)
+        (out / "test_25k_images_reasons.json").write_text("{}")
+        return out
+
+    def fake_build(other, out, progress=False):
+        calls.append(("build", other.data_root, other.seed))
+        out.mkdir(parents=True)
+        (out / clip.WEIGHTS_FILE).write_bytes(b"w")
+        return out
+
+    from drivekit import synthetic
+
+    monkeypatch.setattr(synthetic, "generate", fake_generate)
+    monkeypatch.setattr(clip, "build_clip", fake_build)
+    folder = experiment.unseen_clip(cfg)
+    other = tmp_path / "cache" / "synthetic-unseen"
+    assert folder == tmp_path / "cache" / "tiny-clip-unseen"
+    assert calls == [("generate", other, 40, 2, (32, 32), 6), ("build", other, 6)]
+    assert experiment.unseen_clip(cfg) == folder and len(calls) == 2  # reused
+    with pytest.raises(ValueError, match="synthetic"):
+        experiment.unseen_clip(config.load("paper", cache_dir=tmp_path / "other"))
+
+
+def test_the_command_is_registered():
+    from drivekit.__main__ import COMMANDS
+
+    assert COMMANDS["rl-vs-sft"][0] == "drivekit.experiment"
+    assert isinstance(experiment.table({"methods": {}}), pd.DataFrame)

@@ -10,8 +10,9 @@ For each seed the harness trains, in ``<out>/<method>/seed<s>/``:
   ``GRPO-*`` trl's GRPO (:mod:`drivekit.grpo`, 2 clips × a group of 4 answers): the same number of
   sampled answers a step, the same steps, the same clips to draw from. The reward family is the
   suffix: ``-R2`` the label-F1 R2 on the pool's labels (label-grounded, to compare with SFT-all,
-  which gets the same labels without RL); ``-R1`` R1 from the tiny CLIP alone (label-free: the
-  CLIP never saw the toy split's clips, see :func:`unseen_clip`, and no pool label is read).
+  which gets the same labels without RL); ``-R1`` R1 alone, from a tiny CLIP trained on a second
+  synthetic dataset (label-free: :func:`unseen_clip` never saw a clip of this one, and no pool
+  label is read).
 
 Every method then answers the toy test split greedily. Per method and seed: F1_act, F1_rsn, pair
 F1 and the mean test R under one yardstick for all (R1 + label-F1 R2), and, against the same
@@ -53,7 +54,7 @@ LABELS_USED = {"label": "pool", "free": "none"}  # which RL clips' labels a rewa
 KEYS = ("f1_act", "f1_rsn", "pair_f1", "R")
 # Both algorithms sample at temperature 0.7: at 1.0 the SFT policy of a 1/32 subset writes broken answers
 # (mean label-F1 R2 0.47 against 0.72 greedy, on 64 pool clips), whose negative advantages spread
-# probability mass instead of sharpening it (benchmarks/RESULTS.md, "RL against SFT").
+# probability mass instead of sharpening it (benchmarks/RESULTS.md, "RL against SFT on the unlabelled pool").
 SAMPLING = {"temperature": 0.7}
 
 
@@ -211,7 +212,7 @@ def run(recipe: Recipe = Recipe(), out: str | Path | None = None, cfg: Config | 
     for seed in recipe.seeds:
         for method in (*REFERENCES, *recipe.methods):
             folder = out / method / f"seed{seed}"
-            if (folder / "summary.json").is_file() and (folder / "predictions.jsonl").is_file():
+            if _finished(folder):
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             if method in REFERENCES:
@@ -226,9 +227,16 @@ def run(recipe: Recipe = Recipe(), out: str | Path | None = None, cfg: Config | 
     return results
 
 
+def _finished(folder: Path) -> bool:
+    """Whether a run folder holds its predictions and the harness's summary (SFT's own
+    ``summary.json`` comes first and lacks the test reward ``R``)."""
+    summary = folder / "summary.json"
+    return (folder / "predictions.jsonl").is_file() and summary.is_file() and "R" in json.loads(summary.read_text())
+
+
 def _runs(out: Path, method: str, seeds: Sequence[int]) -> list[tuple[dict, list[dict]]]:
     folders = [out / method / f"seed{seed}" for seed in seeds]
-    missing = [str(f) for f in folders if not (f / "summary.json").is_file()]
+    missing = [str(f) for f in folders if not _finished(f)]
     if missing:
         raise FileNotFoundError(f"runs not finished: {missing}")
     return [(json.loads((f / "summary.json").read_text()), read_predictions(f / "predictions.jsonl")) for f in folders]

@@ -77,11 +77,16 @@ def test_table_and_curves(finished):
     assert fig.axes[0].get_legend().get_texts()[0].get_text() == "A2C-R2 (3 seeds)"
 
 
-def test_a_missing_run_is_named(finished):
+def test_a_missing_or_unscored_run_is_named(finished):
     out, recipe = finished
     (out / "A2C-R2" / "seed1" / "summary.json").unlink()
     with pytest.raises(FileNotFoundError, match="A2C-R2/seed1"):
         experiment.summarize(out, recipe)
+    sft = out / "SFT" / "seed2" / "summary.json"  # SFT's own summary, before the harness scored the run
+    sft.write_text(json.dumps({k: v for k, v in json.loads(sft.read_text()).items() if k != "R"}))
+    assert not experiment._finished(sft.parent) and experiment._finished(out / "SFT" / "seed1")
+    with pytest.raises(FileNotFoundError, match="SFT/seed2"):
+        experiment.summarize(out, experiment.Recipe(seeds=(1, 2), methods=()))
 
 
 def test_no_gap_to_close_is_reported_as_none():

@@ -154,3 +154,25 @@ def model_overrides(args: argparse.Namespace) -> dict:
     """The ``load`` overrides given on the command line by :func:`add_model_arguments`' options."""
     return {field: getattr(args, field) for field in ("vlm", "clip", "image_edge", "image_splitting")
             if getattr(args, field, None) is not None}
+
+
+def dataclass_overrides(pairs: list[str], cls, where: str) -> dict:
+    """``key=value`` pairs from a command line as typed fields of dataclass ``cls`` (each value converted
+    to its field default's type; ``None`` for None; ``true``/``false`` for a bool); a clear error names
+    a bad pair and the option ``where`` it came from."""
+    fields = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in fields or not value:
+            raise SystemExit(f"{where}: {pair!r} is not KEY=VALUE with KEY one of {', '.join(fields)}")
+        default = getattr(cls, key)
+        if value == "None":
+            values[key] = None
+        elif isinstance(default, bool):
+            if value.lower() not in ("true", "false"):
+                raise SystemExit(f"{where}: {pair!r}: {key} is true or false")
+            values[key] = value.lower() == "true"
+        else:
+            values[key] = type(default)(value) if default is not None else int(value)
+    return values

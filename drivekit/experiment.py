@@ -39,7 +39,8 @@ import pandas as pd
 
 from . import a2c_stage, grpo, sft, sft_stage, stats
 from .action_reward import combined_reward
-from .config import Config, load
+from .a2c import A2CConfig
+from .config import Config, dataclass_overrides, load
 from .evaluation import prediction_rewards, read_predictions, score, write_predictions
 from .models import load_vlm
 from .rewards import ClipReward
@@ -99,8 +100,7 @@ def yardstick(clip_reward: ClipReward):
 
 
 def _finish(folder: Path, rows: list[dict], clip_reward: ClipReward, **info) -> dict:
-    """Write ``predictions.jsonl`` and ``summary.json`` (F1s, pair F1, test R, ``info``) of a run."""
-    write_predictions(rows, folder / "predictions.jsonl")
+    """Write ``summary.json`` of a run from its test predictions ``rows``: F1s, pair F1, test R, ``info``."""
     s = score(rows)
     rewards = prediction_rewards(rows, yardstick(clip_reward))
     summary = dict(f1_act=s["actions"]["f1_all"], f1_rsn=s["reasons"]["f1_all"], pair_f1=s["pair_f1"],
@@ -161,6 +161,7 @@ def run_rl(cfg: Config, recipe: Recipe, method: str, seed: int, start: Path, poo
     folder.mkdir(parents=True, exist_ok=True)
     log.to_csv(folder / "log.csv", index=False)
     rows = sft.predict(model, processor, test, sft.settings_for(cfg), progress=progress)
+    write_predictions(rows, folder / "predictions.jsonl")
     return _finish(folder, rows, clip_reward, method=method, seed=seed, algorithm=algorithm,
                    labels_used=LABELS_USED[family], start=str(start), steps=len(log), samples_per_step=samples,
                    train_seconds=round(seconds, 1), seconds_per_step=round(seconds / max(len(log), 1), 3),
@@ -270,7 +271,8 @@ def summarize(out: str | Path, recipe: Recipe) -> dict:
             entry.update(labels_used=per_seed[0][0]["labels_used"], steps=per_seed[0][0]["steps"],
                          samples_per_step=per_seed[0][0]["samples_per_step"],
                          seconds_per_step=[s["seconds_per_step"] for s, _ in per_seed],
-                         reward_curve=[_log(out / method / f"seed{seed}")["reward"].round(4).tolist()
+                         reward_curve=[a2c_stage.curves(pd.read_csv(out / method / f"seed{seed}" / "log.csv"),
+                                                        ("reward",))["reward"].round(4).tolist()
                                        for seed in recipe.seeds])
         results["methods"][method] = entry
     return results
@@ -297,14 +299,6 @@ def table(results: Mapping) -> pd.DataFrame:
         row["s/step"] = f"{np.mean(e['seconds_per_step']):.2f}" if "seconds_per_step" in e else ""
         rows[method] = row
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def _log(folder: Path) -> pd.DataFrame:
-    """An RL run's ``log.csv`` without its skipped steps."""
-    log = pd.read_csv(folder / "log.csv")
-    if "skipped" in log:
-        log = log[~log["skipped"].fillna(False).astype(bool)]
-    return log.reset_index(drop=True)
 
 
 def curves(results: Mapping, window: int = 10) -> pd.DataFrame:
@@ -339,27 +333,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--progress", action="store_true")
     a = p.parse_args(argv)
     recipe = Recipe(seeds=a.seeds, fraction=a.fraction, methods=a.methods, steps=a.steps,
-                    a2c={**SAMPLING, **_overrides(a.a2c)}, grpo={**SAMPLING, **_overrides(a.grpo)})
+                    a2c={**SAMPLING, **dataclass_overrides(a.a2c, A2CConfig, "--a2c")},
+                    grpo={**SAMPLING, **dataclass_overrides(a.grpo, grpo.GRPOSettings, "--grpo")})
     results = run(recipe, a.out, load(a.profile), progress=a.progress)
     results["command"] = " ".join(["python -m drivekit rl-vs-sft", *(argv if argv is not None else sys.argv[1:])])
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(results, indent=1))
     print(table(results).to_markdown())
-
-
-def _overrides(pairs: Sequence[str]) -> dict:
-    """``["lr=2e-4", "samples_per_clip=4"]`` -> ``{"lr": 2e-4, "samples_per_clip": 4}`` (JSON values, else strings)."""
-    changes = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"expected KEY=VALUE, got {pair!r}")
-        try:
-            changes[key] = json.loads(value)
-        except json.JSONDecodeError:
-            changes[key] = value
-    return changes
 
 
 if __name__ == "__main__":

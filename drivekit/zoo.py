@@ -31,7 +31,6 @@ steps) fit the 30-minute budget on 2 cores.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import random
@@ -54,7 +53,7 @@ from transformers import (
 
 from . import perception, prompts
 from .bddoia import frame_paths, load_image
-from .config import HOME, Config, load
+from .config import HOME, Config, dataclass_overrides, load
 from .formats import target_text
 from .synthetic import ensure_dataset, read_scenes
 from .taxonomy import ACTION_PHRASES, N_ACTIONS, N_REASONS, REASON_PHRASES
@@ -373,19 +372,6 @@ def ensure_tiny(cfg: Config | None = None) -> Path:
     return path
 
 
-def _overrides(pairs: list[str], cls, where: str) -> dict:
-    """``key=value`` pairs as typed fields of dataclass ``cls`` (a clear error names a bad one)."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        if key not in fields or not value:
-            raise SystemExit(f"{where}: {pair!r} is not KEY=VALUE with KEY one of {', '.join(fields)}")
-        default = getattr(cls, key)
-        values[key] = None if value == "None" else type(default)(value) if default is not None else int(value)
-    return values
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Build and pretrain the tiny SmolVLM-architecture VLM.")
     p.add_argument("--out", type=Path, help=f"output directory (default: {tiny_dir()})")
@@ -398,8 +384,8 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    spec = TinySpec(**_overrides(a.spec, TinySpec, "--spec"))
-    settings = PretrainSettings(**{"epochs": a.epochs, "seed": a.seed, **_overrides(a.set, PretrainSettings, "--set")})
+    spec = TinySpec(**dataclass_overrides(a.spec, TinySpec, "--spec"))
+    settings = PretrainSettings(**{"epochs": a.epochs, "seed": a.seed, **dataclass_overrides(a.set, PretrainSettings, "--set")})
     out = build(out=a.out, spec=spec, settings=settings, device=a.device)
     info = json.loads((out / BUILD_INFO).read_text())
     seen = info["perception"]

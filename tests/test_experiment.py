@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from drivekit import clip, config, experiment, plots, stats
+from drivekit.a2c import A2CConfig
+from drivekit.grpo import GRPOSettings
 from drivekit.formats import target_text
 
 N_ACT, N_RSN = 4, 21
@@ -99,10 +101,16 @@ def test_recipe_and_overrides():
     recipe = experiment.Recipe(seeds=[3, 4])
     assert recipe.seeds == (3, 4) and recipe.a2c == recipe.grpo == experiment.SAMPLING
     assert recipe.a2c is not experiment.SAMPLING
-    assert experiment._overrides(["lr=2e-4", "r2=label_f1", "samples_per_clip=4"]) == dict(
+    assert config.dataclass_overrides(["lr=2e-4", "r2=label_f1", "samples_per_clip=4"], A2CConfig, "--a2c") == dict(
         lr=2e-4, r2="label_f1", samples_per_clip=4)
+    assert config.dataclass_overrides(["critic_detach=True"], A2CConfig, "--a2c") == dict(critic_detach=True)
+    assert config.dataclass_overrides(["critic_detach=false"], A2CConfig, "--a2c") == dict(critic_detach=False)
     with pytest.raises(SystemExit):
-        experiment._overrides(["lr"])
+        config.dataclass_overrides(["lr"], A2CConfig, "--a2c")
+    with pytest.raises(SystemExit, match="--grpo: 'group_size=8'"):  # a key the settings do not have
+        config.dataclass_overrides(["group_size=8"], GRPOSettings, "--grpo")
+    with pytest.raises(SystemExit, match="true or false"):
+        config.dataclass_overrides(["critic_detach=no"], A2CConfig, "--a2c")
 
 
 def test_reward_families():

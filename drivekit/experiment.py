@@ -22,7 +22,7 @@ and a 95 % interval over seeds (``stats.over_seeds``), the pooled exact sign tes
 reused, so an interrupted experiment continues where it stopped.
 
     python -m drivekit rl-vs-sft [--seeds 0 1 2] [--fraction 0.03125] [--methods A2C-R2 GRPO-R2 ...]
-                                 [--steps 160] [--out DIR] [--json FILE]
+                                 [--steps 320] [--no-sft-all] [--out DIR] [--json FILE]
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import a2c_stage, grpo, sft, sft_stage, stats
+from . import a2c_stage, grpo, metrics, sft, sft_stage, stats
 from .action_reward import combined_reward
 from .a2c import A2CConfig
 from .config import Config, dataclass_overrides, load
@@ -57,6 +57,11 @@ KEYS = ("f1_act", "f1_rsn", "pair_f1", "R")
 # (mean label-F1 R2 0.47 against 0.72 greedy, on 64 pool clips), whose negative advantages spread
 # probability mass instead of sharpening it (benchmarks/RESULTS.md, "RL against SFT on the unlabelled pool").
 SAMPLING = {"temperature": 0.7}
+# A2C learns at lr 3e-4 with KL 0.05 (the tiny profile's 1e-4 / 0.1 hold a policy near SFT's, the
+# right thing on the clips SFT trained on, too tight on clips it never saw); GRPO keeps its tiny
+# defaults, since lr 2e-4 lost F1 and lr ≥ 3e-4 collapsed (seed-0 probes, benchmarks/RESULTS.md).
+A2C_SETTINGS = {**SAMPLING, "lr": 3e-4, "kl_coef": 0.05}
+GRPO_SETTINGS = dict(SAMPLING)
 
 
 @dataclass
@@ -64,23 +69,28 @@ class Recipe:
     """One experiment (plain data): seeds, the labelled fraction, the RL methods and their budget.
 
     Every RL step samples 8 answers (A2C: 8 clips × 1; GRPO: 2 clips × 4), ``steps`` steps in all.
-    ``a2c`` / ``grpo`` override the profile's ``A2CConfig`` / ``GRPOSettings`` (default: both sample
-    at :data:`SAMPLING`'s temperature).
+    ``a2c`` / ``grpo`` override the profile's ``A2CConfig`` / ``GRPOSettings`` (default:
+    :data:`A2C_SETTINGS`, :data:`GRPO_SETTINGS`; both sample at :data:`SAMPLING`'s temperature).
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
     fraction: float = 1 / 32
     methods: tuple[str, ...] = ("A2C-R2", "GRPO-R2", "A2C-R1", "GRPO-R1")
-    steps: int = 160
+    steps: int = 320
     sft_all_epochs: float = 2.0  # about as many clip passes as SFT's epochs over its subset
-    a2c: dict = field(default_factory=lambda: dict(SAMPLING))
-    grpo: dict = field(default_factory=lambda: dict(SAMPLING))
+    sft_all: bool = True  # train SFT-all, the reference of the gap (a short run may leave it out)
+    a2c: dict = field(default_factory=lambda: dict(A2C_SETTINGS))
+    grpo: dict = field(default_factory=lambda: dict(GRPO_SETTINGS))
 
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown methods {unknown}; known: {sorted(METHODS)}")
         self.seeds, self.methods = tuple(self.seeds), tuple(self.methods)
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        return REFERENCES if self.sft_all else REFERENCES[:1]
 
 
 def rl_reward(family: str, clip_reward: ClipReward | None = None):
@@ -123,6 +133,13 @@ def run_sft(cfg: Config, recipe: Recipe, method: str, seed: int, folder: Path, c
                    train_seconds=done["train_seconds"])
 
 
+def rl_settings(cfg: Config, recipe: Recipe, method: str, seed: int):
+    """The ``A2CConfig`` or ``GRPOSettings`` of an RL method of ``recipe`` at ``seed``."""
+    if METHODS[method][0] == "a2c":
+        return a2c_stage.a2c_settings(cfg, **{"steps": recipe.steps, "seed": seed, **recipe.a2c})
+    return grpo.settings_for(cfg, **{"steps": recipe.steps, "seed": seed, **recipe.grpo})
+
+
 def run_rl(cfg: Config, recipe: Recipe, method: str, seed: int, start: Path, pool: Sequence[Mapping], test,
            folder: Path, clip_reward: ClipReward, free_clip: ClipReward | None = None, progress: bool = False) -> dict:
     """One RL method from the adapter ``start`` on the ``pool`` items; greedy answers on ``test``.
@@ -134,7 +151,7 @@ def run_rl(cfg: Config, recipe: Recipe, method: str, seed: int, start: Path, poo
     algorithm, family = METHODS[method]
     reward = rl_reward(family, free_clip if family == "free" else None)
     if algorithm == "a2c":
-        settings = a2c_stage.a2c_settings(cfg, **{"steps": recipe.steps, "seed": seed, **recipe.a2c})
+        settings = rl_settings(cfg, recipe, method, seed)
         policy = a2c_stage.load_policy(cfg, start)
         trainer = a2c_stage.build_trainer(cfg, pool, reward, settings, policy=policy)
         t0 = time.perf_counter()
@@ -144,7 +161,7 @@ def run_rl(cfg: Config, recipe: Recipe, method: str, seed: int, start: Path, poo
         trainer.save_policy(folder / "policy")
         samples = settings.batch_size
     else:
-        settings = grpo.settings_for(cfg, **{"steps": recipe.steps, "seed": seed, **recipe.grpo})
+        settings = rl_settings(cfg, recipe, method, seed)
         model, processor = load_vlm(cfg, adapter=start, trainable=True)
         trainer = grpo.build_trainer(model, processor, pool, reward.terms, settings, folder / "trl")
         if not progress:
@@ -211,9 +228,11 @@ def run(recipe: Recipe = Recipe(), out: str | Path | None = None, cfg: Config | 
     data = toy_data(cfg, sft.settings_for(cfg).val_size, fraction=recipe.fraction)
     pool = dataset_items(data.pool)
     for seed in recipe.seeds:
-        for method in (*REFERENCES, *recipe.methods):
+        for method in (*recipe.references, *recipe.methods):
             folder = out / method / f"seed{seed}"
             if _finished(folder):
+                _same_recipe(folder, recipe, json.loads(json.dumps(asdict(rl_settings(cfg, recipe, method, seed))))
+                             if method in METHODS else None)
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             if method in REFERENCES:
@@ -235,6 +254,20 @@ def _finished(folder: Path) -> bool:
     return (folder / "predictions.jsonl").is_file() and summary.is_file() and "R" in json.loads(summary.read_text())
 
 
+def _same_recipe(folder: Path, recipe: Recipe, settings: dict | None) -> None:
+    """Refuse to reuse a finished run made with another labelled fraction or other RL settings
+    (e.g. a short run's folder under a longer recipe): it would be reported as this recipe's."""
+    done = json.loads((folder / "summary.json").read_text())
+    differ = []
+    if "fraction" in done and done["fraction"] != recipe.fraction:
+        differ.append(f"fraction {done['fraction']} (recipe: {recipe.fraction})")
+    if settings is not None and done.get("settings") != settings:
+        differ += [f"{k} {done.get('settings', {}).get(k)!r} (recipe: {v!r})" for k, v in settings.items()
+                   if done.get("settings", {}).get(k) != v]
+    if differ:
+        raise ValueError(f"{folder} holds a finished run with {', '.join(differ)}; delete it or choose another --out")
+
+
 def _runs(out: Path, method: str, seeds: Sequence[int]) -> list[tuple[dict, list[dict]]]:
     folders = [out / method / f"seed{seed}" for seed in seeds]
     missing = [str(f) for f in folders if not _finished(f)]
@@ -245,18 +278,22 @@ def _runs(out: Path, method: str, seeds: Sequence[int]) -> list[tuple[dict, list
 
 def summarize(out: str | Path, recipe: Recipe) -> dict:
     """``rl_vs_sft.json``'s content from the finished runs under ``out``: per method the per-seed
-    F1_act, F1_rsn, pair F1 and R, their spread (``summary``), and for every method but SFT the
+    F1_act, F1_rsn, pair F1 and R, their spread (``summary``), the per-class F1s per seed
+    (``per_class_f1``, Fig. 5), and for every method but SFT the
     clip-by-clip comparison with the same seed's SFT (``paired`` per seed, ``p_vs_sft`` pooled), the
-    share of the SFT → SFT-all gap closed on the means (``gap_closed``) and whether it beat SFT's
+    share of the SFT → SFT-all gap closed on the means (``gap_closed``, when SFT-all ran) and whether it beat SFT's
     F1_act and F1_rsn on every seed."""
     out = Path(out)
     results = {"seeds": list(recipe.seeds), "labeled_fraction": recipe.fraction, "recipe": asdict(recipe),
                "methods": {}}
-    runs = {m: _runs(out, m, recipe.seeds) for m in (*REFERENCES, *recipe.methods)}
+    runs = {m: _runs(out, m, recipe.seeds) for m in (*recipe.references, *recipe.methods)}
     means = {m: {k: float(np.mean([s[k] for s, _ in r])) for k in KEYS} for m, r in runs.items()}
     for method, per_seed in runs.items():
         entry = {k: [s[k] for s, _ in per_seed] for k in KEYS}
         entry["summary"] = {k: stats.over_seeds(entry[k]) for k in KEYS}
+        reports = [score(rows) for _, rows in per_seed]
+        entry["per_class_f1"] = {kind: {key: [r[kind]["f1"][key] for r in reports] for key in reports[0][kind]["f1"]}
+                                 for kind in ("actions", "reasons")}
         entry["n_train"] = per_seed[0][0].get("n_train")
         if method != "SFT":
             comparisons = [stats.paired(ref_rows, rows) for (_, ref_rows), (_, rows) in zip(runs["SFT"], per_seed)]
@@ -265,8 +302,9 @@ def summarize(out: str | Path, recipe: Recipe) -> dict:
             entry["beats_sft_every_seed"] = all(
                 s["f1_act"] > ref["f1_act"] and s["f1_rsn"] > ref["f1_rsn"]
                 for (ref, _), (s, _) in zip(runs["SFT"], per_seed))
-            entry["gap_closed"] = {k: _closed(means["SFT"][k], means["SFT-all"][k], means[method][k])
-                                   for k in ("f1_act", "f1_rsn")}
+            if "SFT-all" in means:
+                entry["gap_closed"] = {k: _closed(means["SFT"][k], means["SFT-all"][k], means[method][k])
+                                       for k in ("f1_act", "f1_rsn")}
         if method in METHODS:
             entry.update(labels_used=per_seed[0][0]["labels_used"], steps=per_seed[0][0]["steps"],
                          samples_per_step=per_seed[0][0]["samples_per_step"],
@@ -284,12 +322,12 @@ def _closed(sft_mean: float, all_mean: float, value: float) -> float | None:
 
 
 def table(results: Mapping) -> pd.DataFrame:
-    """One row per method: mean ± sd over seeds of F1_act, F1_rsn, pair F1 and R, fixed / broken
-    clips against SFT pooled over the seeds, the sign test's p, the share of the SFT → SFT-all gap
-    closed, the labels RL read and seconds per step."""
+    """One row per method: mean ± sd over seeds (one seed: its value) of F1_act, F1_rsn, pair F1
+    and R, fixed / broken clips against SFT pooled over the seeds, the sign test's p, the share of
+    the SFT → SFT-all gap closed, the labels RL read and seconds per step."""
     rows = {}
     for method, e in results["methods"].items():
-        row = {k: f"{e['summary'][k]['mean']:.3f} ± {e['summary'][k]['sd']:.3f}" for k in KEYS}
+        row = {k: _mean_sd(e["summary"][k]) for k in KEYS}
         row["fixed/broken"] = f"{e['fixed']}/{e['broken']}" if "fixed" in e else ""
         row["p vs SFT"] = f"{e['p_vs_sft']:.2g}" if "p_vs_sft" in e else ""
         gap = e.get("gap_closed") or {}
@@ -299,6 +337,25 @@ def table(results: Mapping) -> pd.DataFrame:
         row["s/step"] = f"{np.mean(e['seconds_per_step']):.2f}" if "seconds_per_step" in e else ""
         rows[method] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def f1_tables(results: Mapping) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
+    """Fig. 5 over seeds: ``(per_class, mean, sd)``. ``per_class`` maps "actions"/"reasons" to the
+    per-class F1 (percent) of each method, the mean over seeds, in ``metrics.per_class_frame``'s
+    layout; ``mean`` and ``sd`` are the sample-level F1_act, F1_rsn and pair F1 in percent."""
+    methods = results["methods"]
+    means = {m: {kind: {"f1": {k: float(np.mean(v)) for k, v in e["per_class_f1"][kind].items()}}
+                 for kind in ("actions", "reasons")} for m, e in methods.items()}
+    per_class = {kind: metrics.per_class_frame(means, kind) for kind in ("actions", "reasons")}
+    columns = {"f1_act": "F1_act (sample)", "f1_rsn": "F1_rsn (sample)", "pair_f1": "F1_pair (sample)"}
+    frame = {stat: pd.DataFrame({name: {m: 100 * e["summary"][k][stat] for m, e in methods.items()}
+                                 for k, name in columns.items()}) for stat in ("mean", "sd")}
+    return per_class, frame["mean"], frame["sd"]
+
+
+def _mean_sd(summary: Mapping) -> str:
+    """"mean ± sd" over seeds; the mean alone for one seed, which has no spread."""
+    return f"{summary['mean']:.3f}" + (f" ± {summary['sd']:.3f}" if summary["n"] > 1 else "")
 
 
 def curves(results: Mapping, window: int = 10) -> pd.DataFrame:
@@ -325,16 +382,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(defaults.methods))
     p.add_argument("--steps", type=int, default=defaults.steps, help="RL steps of 8 sampled answers each")
     p.add_argument("--a2c", nargs="*", default=[], metavar="KEY=VALUE",
-                   help=f"A2CConfig overrides on top of {SAMPLING}, e.g. lr=2e-4")
+                   help=f"A2CConfig overrides on top of {A2C_SETTINGS}, e.g. lr=2e-4")
     p.add_argument("--grpo", nargs="*", default=[], metavar="KEY=VALUE",
-                   help=f"GRPOSettings overrides on top of {SAMPLING}, e.g. beta=0")
+                   help=f"GRPOSettings overrides on top of {GRPO_SETTINGS}, e.g. beta=0")
+    p.add_argument("--no-sft-all", dest="sft_all", action="store_false",
+                   help="leave out SFT-all, the reference of the gap (a short run)")
     p.add_argument("--out", type=Path, help="run directory (default <runs>/rl-vs-sft)")
     p.add_argument("--json", type=Path, help="also write the results here (e.g. benchmarks/results/rl_vs_sft.json)")
     p.add_argument("--progress", action="store_true")
     a = p.parse_args(argv)
-    recipe = Recipe(seeds=a.seeds, fraction=a.fraction, methods=a.methods, steps=a.steps,
-                    a2c={**SAMPLING, **dataclass_overrides(a.a2c, A2CConfig, "--a2c")},
-                    grpo={**SAMPLING, **dataclass_overrides(a.grpo, grpo.GRPOSettings, "--grpo")})
+    recipe = Recipe(seeds=a.seeds, fraction=a.fraction, methods=a.methods, steps=a.steps, sft_all=a.sft_all,
+                    a2c={**A2C_SETTINGS, **dataclass_overrides(a.a2c, A2CConfig, "--a2c")},
+                    grpo={**GRPO_SETTINGS, **dataclass_overrides(a.grpo, grpo.GRPOSettings, "--grpo")})
     results = run(recipe, a.out, load(a.profile), progress=a.progress)
     results["command"] = " ".join(["python -m drivekit rl-vs-sft", *(argv if argv is not None else sys.argv[1:])])
     if a.json:

@@ -196,11 +196,13 @@ def plot_seed_curves(curves: pd.DataFrame, value: str = "smoothed", title: str =
     return fig
 
 
-def plot_f1_tables(per_class: Mapping[str, pd.DataFrame], summary: pd.DataFrame) -> plt.Figure:
+def plot_f1_tables(per_class: Mapping[str, pd.DataFrame], summary: pd.DataFrame,
+                   spread: pd.DataFrame | None = None) -> plt.Figure:
     """Fig. 5: per-class F1 (percent) of each model for actions and reasons, plus the sample-level F1s.
 
     ``per_class`` maps "actions"/"reasons" to :func:`drivekit.metrics.per_class_frame` output;
-    ``summary`` is a model × metric frame in percent (e.g. F1_act / F1_rsn sample columns).
+    ``summary`` is a model × metric frame in percent (e.g. F1_act / F1_rsn sample columns), and
+    ``spread`` the same frame's standard deviation over seeds, shown as "mean ± sd".
     """
     height = 0.9 + 0.45 * len(summary)
     fig = plt.figure(figsize=(16, 2 * height + 1.2))
@@ -215,8 +217,14 @@ def plot_f1_tables(per_class: Mapping[str, pd.DataFrame], summary: pd.DataFrame)
         ax.tick_params(axis="x", labelrotation=60, labelsize=8)
         ax.tick_params(axis="y", labelrotation=0)
     ax = fig.add_subplot(grid[0, 1])
-    sns.heatmap(summary, annot=True, fmt=".2f", vmin=0, vmax=100, cmap="Blues", cbar=False, ax=ax)
-    ax.set_title("sample-level F1 (%)")
+    if spread is None:
+        sns.heatmap(summary, annot=True, fmt=".2f", vmin=0, vmax=100, cmap="Blues", cbar=False, ax=ax)
+        ax.set_title("sample-level F1 (%)")
+    else:
+        labels = summary.combine(spread.reindex_like(summary),
+                                 lambda m, s: m.map("{:.1f}".format) + " ± " + s.map("{:.1f}".format))
+        sns.heatmap(summary, annot=labels.to_numpy(), fmt="", vmin=0, vmax=100, cmap="Blues", cbar=False, ax=ax)
+        ax.set_title("sample-level F1 (%), mean ± sd over seeds")
     ax.tick_params(axis="y", labelrotation=0)
     fig.tight_layout()
     return fig

@@ -4,11 +4,13 @@ The training it drives is tested where it lives (SFT: test_vlm / test_sft_resume
 GRPO: test_grpo); here the run folders are written by hand, with known answers.
 """
 import json
+import shutil
+from dataclasses import asdict
 
 import pandas as pd
 import pytest
 
-from drivekit import clip, config, experiment, plots, stats
+from drivekit import clip, config, experiment, metrics, plots, stats
 from drivekit.a2c import A2CConfig
 from drivekit.grpo import GRPOSettings
 from drivekit.formats import target_text
@@ -79,6 +81,23 @@ def test_table_and_curves(finished):
     assert fig.axes[0].get_legend().get_texts()[0].get_text() == "A2C-R2 (3 seeds)"
 
 
+def test_fig5_over_seeds_averages_each_class_and_shows_the_spread(finished):
+    out, recipe = finished
+    results = experiment.summarize(out, recipe)
+    forward = metrics.ACTION_KEYS[0]
+    # SFT gets 10 of 20 clips right: forward TP 10, FN 10, FP 0; A2C-R2 14 of 20
+    assert results["methods"]["SFT"]["per_class_f1"]["actions"][forward] == [pytest.approx(2 / 3)] * 3
+    assert results["methods"]["A2C-R2"]["per_class_f1"]["actions"][forward] == [pytest.approx(28 / 34)] * 3
+    per_class, mean, sd = experiment.f1_tables(results)
+    assert per_class["actions"].shape == (3, N_ACT) and per_class["reasons"].shape == (3, N_RSN)
+    assert per_class["actions"].loc["A2C-R2"].xs(forward, level=1).item() == pytest.approx(100 * 28 / 34)
+    assert mean.loc["A2C-R2", "F1_act (sample)"] == pytest.approx(70)
+    assert sd.loc["A2C-R2", "F1_act (sample)"] == pytest.approx(0, abs=1e-9)
+    fig = plots.plot_f1_tables(per_class, mean, sd)
+    shown = [t.get_text() for t in fig.axes[-1].texts]
+    assert "70.0 ± 0.0" in shown and fig.axes[-1].get_title().endswith("mean ± sd over seeds")
+
+
 def test_a_missing_or_unscored_run_is_named(finished):
     out, recipe = finished
     (out / "A2C-R2" / "seed1" / "summary.json").unlink()
@@ -91,6 +110,40 @@ def test_a_missing_or_unscored_run_is_named(finished):
         experiment.summarize(out, experiment.Recipe(seeds=(1, 2), methods=()))
 
 
+def test_a_short_recipe_without_sft_all_needs_no_sft_all_run(finished):
+    out, recipe = finished
+    short = experiment.Recipe(seeds=(0,), methods=("A2C-R2",), sft_all=False)
+    assert short.references == ("SFT",) and recipe.references == ("SFT", "SFT-all")
+    shutil.rmtree(out / "SFT-all")
+    results = experiment.summarize(out, short)
+    assert list(results["methods"]) == ["SFT", "A2C-R2"] and "gap_closed" not in results["methods"]["A2C-R2"]
+    assert results["methods"]["A2C-R2"]["paired"][0]["fixed"] == 5
+    shown = experiment.table(results).loc["A2C-R2"]
+    assert shown["gap closed (act, rsn)"] == "" and shown["f1_act"] == "0.700"  # one seed: no ± sd
+    with pytest.raises(FileNotFoundError, match="SFT-all/seed0"):
+        experiment.summarize(out, recipe)
+
+
+def test_a_finished_run_of_another_recipe_is_not_reused(finished):
+    out, recipe = finished
+    cfg = config.load("tiny")
+    folder = out / "A2C-R2" / "seed0"
+    settings = json.loads(json.dumps(asdict(experiment.rl_settings(cfg, recipe, "A2C-R2", 0))))
+    assert settings["steps"] == 320 and settings["lr"] == 3e-4 and settings["seed"] == 0
+    summary = json.loads((folder / "summary.json").read_text())
+    (folder / "summary.json").write_text(json.dumps({**summary, "settings": settings}))
+    experiment._same_recipe(folder, recipe, settings)  # the same settings: reused
+    short = json.loads(json.dumps(asdict(experiment.rl_settings(cfg, experiment.Recipe(steps=40), "A2C-R2", 0))))
+    with pytest.raises(ValueError, match=r"A2C-R2/seed0 holds a finished run with steps 320 \(recipe: 40\)"):
+        experiment._same_recipe(folder, recipe, short)
+    sft = out / "SFT" / "seed0"
+    sft_summary = json.loads((sft / "summary.json").read_text())
+    (sft / "summary.json").write_text(json.dumps({**sft_summary, "fraction": 1 / 16}))
+    with pytest.raises(ValueError, match="fraction 0.0625"):
+        experiment._same_recipe(sft, recipe, None)
+    assert experiment.rl_settings(cfg, recipe, "GRPO-R2", 2).num_generations == 4
+
+
 def test_no_gap_to_close_is_reported_as_none():
     assert experiment._closed(0.9, 0.9, 0.95) is None and experiment._closed(0.5, 0.7, 0.6) == pytest.approx(0.5)
 
@@ -99,8 +152,8 @@ def test_recipe_and_overrides():
     with pytest.raises(ValueError, match="unknown methods"):
         experiment.Recipe(methods=("PPO",))
     recipe = experiment.Recipe(seeds=[3, 4])
-    assert recipe.seeds == (3, 4) and recipe.a2c == recipe.grpo == experiment.SAMPLING
-    assert recipe.a2c is not experiment.SAMPLING
+    assert recipe.seeds == (3, 4) and recipe.a2c == experiment.A2C_SETTINGS and recipe.grpo == experiment.GRPO_SETTINGS
+    assert recipe.a2c is not experiment.A2C_SETTINGS and recipe.a2c["temperature"] == recipe.grpo["temperature"] == 0.7
     assert config.dataclass_overrides(["lr=2e-4", "r2=label_f1", "samples_per_clip=4"], A2CConfig, "--a2c") == dict(
         lr=2e-4, r2="label_f1", samples_per_clip=4)
     assert config.dataclass_overrides(["critic_detach=True"], A2CConfig, "--a2c") == dict(critic_detach=True)

@@ -150,8 +150,8 @@ def run_rl(cfg: Config, recipe: Recipe, method: str, seed: int, start: Path, poo
     """
     algorithm, family = METHODS[method]
     reward = rl_reward(family, free_clip if family == "free" else None)
+    settings = rl_settings(cfg, recipe, method, seed)
     if algorithm == "a2c":
-        settings = rl_settings(cfg, recipe, method, seed)
         policy = a2c_stage.load_policy(cfg, start)
         trainer = a2c_stage.build_trainer(cfg, pool, reward, settings, policy=policy)
         t0 = time.perf_counter()
@@ -161,7 +161,6 @@ def run_rl(cfg: Config, recipe: Recipe, method: str, seed: int, start: Path, poo
         trainer.save_policy(folder / "policy")
         samples = settings.batch_size
     else:
-        settings = rl_settings(cfg, recipe, method, seed)
         model, processor = load_vlm(cfg, adapter=start, trainable=True)
         trainer = grpo.build_trainer(model, processor, pool, reward.terms, settings, folder / "trl")
         if not progress:
@@ -231,8 +230,7 @@ def run(recipe: Recipe = Recipe(), out: str | Path | None = None, cfg: Config | 
         for method in (*recipe.references, *recipe.methods):
             folder = out / method / f"seed{seed}"
             if _finished(folder):
-                _same_recipe(folder, recipe, json.loads(json.dumps(asdict(rl_settings(cfg, recipe, method, seed))))
-                             if method in METHODS else None)
+                _same_recipe(folder, recipe, rl_settings(cfg, recipe, method, seed) if method in METHODS else None)
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             if method in REFERENCES:
@@ -254,16 +252,17 @@ def _finished(folder: Path) -> bool:
     return (folder / "predictions.jsonl").is_file() and summary.is_file() and "R" in json.loads(summary.read_text())
 
 
-def _same_recipe(folder: Path, recipe: Recipe, settings: dict | None) -> None:
-    """Refuse to reuse a finished run made with another labelled fraction or other RL settings
-    (e.g. a short run's folder under a longer recipe): it would be reported as this recipe's."""
+def _same_recipe(folder: Path, recipe: Recipe, settings=None) -> None:
+    """Refuse to reuse a finished run made with another labelled fraction or, for an RL run, other
+    ``settings`` (:func:`rl_settings`), e.g. a short run's folder under a longer recipe: it would be
+    reported as this recipe's."""
     done = json.loads((folder / "summary.json").read_text())
     differ = []
     if "fraction" in done and done["fraction"] != recipe.fraction:
         differ.append(f"fraction {done['fraction']} (recipe: {recipe.fraction})")
-    if settings is not None and done.get("settings") != settings:
-        differ += [f"{k} {done.get('settings', {}).get(k)!r} (recipe: {v!r})" for k, v in settings.items()
-                   if done.get("settings", {}).get(k) != v]
+    if settings is not None:
+        stored, wanted = done.get("settings", {}), json.loads(json.dumps(asdict(settings)))  # as summary.json holds it
+        differ += [f"{k} {stored.get(k)!r} (recipe: {v!r})" for k, v in wanted.items() if stored.get(k) != v]
     if differ:
         raise ValueError(f"{folder} holds a finished run with {', '.join(differ)}; delete it or choose another --out")
 

@@ -128,12 +128,12 @@ def test_a_finished_run_of_another_recipe_is_not_reused(finished):
     out, recipe = finished
     cfg = config.load("tiny")
     folder = out / "A2C-R2" / "seed0"
-    settings = json.loads(json.dumps(asdict(experiment.rl_settings(cfg, recipe, "A2C-R2", 0))))
-    assert settings["steps"] == 320 and settings["lr"] == 3e-4 and settings["seed"] == 0
+    settings = experiment.rl_settings(cfg, recipe, "A2C-R2", 0)
+    assert settings.steps == 320 and settings.lr == 3e-4 and settings.seed == 0
     summary = json.loads((folder / "summary.json").read_text())
-    (folder / "summary.json").write_text(json.dumps({**summary, "settings": settings}))
+    (folder / "summary.json").write_text(json.dumps({**summary, "settings": asdict(settings)}))
     experiment._same_recipe(folder, recipe, settings)  # the same settings: reused
-    short = json.loads(json.dumps(asdict(experiment.rl_settings(cfg, experiment.Recipe(steps=40), "A2C-R2", 0))))
+    short = experiment.rl_settings(cfg, experiment.Recipe(steps=40), "A2C-R2", 0)
     with pytest.raises(ValueError, match=r"A2C-R2/seed0 holds a finished run with steps 320 \(recipe: 40\)"):
         experiment._same_recipe(folder, recipe, short)
     sft = out / "SFT" / "seed0"

@@ -6,9 +6,9 @@
 
 Starts from the SFT-JSON adapter of ``drivekit.json_stage`` (``runs/json/sft``; trained from the
 plain SFT adapter when missing), scores its greedy JSON answers on the toy test split, trains A2C
-with R = α·R1 + β·R2 + γ·R3 (``JsonStage()`` defaults, any A2C setting overridable), then scores
-RL-JSON's greedy answers the same way: JSON validity, sample-level F1_act / F1_rsn and the mean
-test reward R with its terms. Writes ``<out>/predictions.jsonl`` and ``<out>/bench.json``.
+with R = α·R1 + β·R2 + γ·R3 (the profile's ``json_stage.stage_for`` defaults, any A2C setting
+overridable), then scores RL-JSON's greedy answers the same way: JSON validity, sample-level
+F1_act / F1_rsn and the mean test reward R with its terms. Writes ``<out>/predictions.jsonl`` and ``<out>/bench.json``.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def main() -> None:
     a = p.parse_args()
 
     cfg = config.load()
-    stage = json_stage.JsonStage()
+    stage = json_stage.stage_for(cfg)
     result = json_stage.artifacts(cfg)
     if not result.sft.complete():
         sft_stage.run(cfg, stage.sft_settings(cfg), result.sft.dir, progress=False, start=sft_stage.ensure(cfg).best)
@@ -58,7 +58,8 @@ def main() -> None:
     trainer = a2c_stage.build_trainer(cfg, train, reward, a2c, start=result.sft.best, run_dir=out / "run")
 
     def answers():
-        return a2c_stage.predictions(trainer, test, max_new_tokens=stage.max_new_tokens, target="json")
+        return a2c_stage.predictions(trainer, test, batch_size=stage.sft_settings(cfg).eval_batch_size,
+                                     max_new_tokens=stage.max_new_tokens, target="json")
 
     sft_rows = answers()
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from . import runs
@@ -34,21 +34,32 @@ from .toy_split import dataset_items, toy_data
 @dataclass(frozen=True)
 class JsonStage:
     """Stage-3 settings (plain data): JSON SFT starting from the plain SFT adapter, then A2C with
-    R = α·R1 + β·R2 + γ·R3. ``gamma`` weighs R3 here; the discount of the returns is ``a2c.gamma``."""
+    R = α·R1 + β·R2 + γ·R3. ``gamma`` weighs R3 here; the discount of the returns is ``a2c.gamma``.
+    :data:`STAGES` holds each profile's; :func:`stage_for` gives them."""
 
     alpha: float = 1.0
     beta: float = 1.0
     gamma: float = 1.0
     r2: str = "label_f1"
+    # Fewer epochs leave the tiny VLM answering "Action: ..." first: its LM-head rows of " Action" and
+    # ' {"' point the same way, and LoRA leaves the LM head frozen (benchmarks/RESULTS.md, "Why
+    # SFT-JSON needs its 12 epochs").
     sft_epochs: float = 12.0
+    sft_lora_dropout: float | None = None  # None: the profile's SFT LoRA dropout
     max_new_tokens: int = 160  # the longest JSON target of the synthetic data is about 130 tokens
     a2c_steps: int = 32  # the first critic_warmup of them train the value head alone
+    a2c_batch: int | None = None  # completions per A2C step; None: the profile's (``a2c_settings``)
     a2c_lr: float = 3e-5
     critic_warmup: int = 8
     value_lr: float = 1e-2
+    eval_batch_size: int | None = None  # clips per batch of the test predictions; None: the profile's SFT one
 
     def sft_settings(self, cfg: Config):
-        return settings_for(cfg, target="json", epochs=self.sft_epochs, max_new_tokens=self.max_new_tokens)
+        """The SFT settings of SFT-JSON: the profile's, with the JSON target and this stage's changes."""
+        settings = settings_for(cfg, target="json", epochs=self.sft_epochs, max_new_tokens=self.max_new_tokens)
+        if self.sft_lora_dropout is not None:
+            settings = replace(settings, lora=replace(settings.lora, dropout=self.sft_lora_dropout))
+        return replace(settings, eval_batch_size=self.eval_batch_size or settings.eval_batch_size)
 
     def a2c_config(self, cfg: Config) -> A2CConfig:
         """A2C settings: the profile's defaults, terminal rewards (a JSON prefix is not yet an object
@@ -56,9 +67,29 @@ class JsonStage:
         terminal rewards of about 2 and a fresh value head (V ≈ 0), every well-scored sample's tokens
         would get a positive advantage and the policy would drift (F1 −0.03 without the warm-up,
         benchmarks/RESULTS.md)."""
+        batch = {"batch_size": self.a2c_batch} if self.a2c_batch else {}
         return a2c_settings(cfg, steps=self.a2c_steps, lr=self.a2c_lr, reward_mode="terminal",
                             max_new_tokens=self.max_new_tokens, critic_warmup=self.critic_warmup,
-                            value_lr=self.value_lr, alpha=self.alpha, beta=self.beta, r2=self.r2)
+                            value_lr=self.value_lr, alpha=self.alpha, beta=self.beta, r2=self.r2, **batch)
+
+
+STAGES: dict[str, JsonStage] = {
+    "paper": JsonStage(),
+    # CPU-sized, so that notebook 05 runs within 5 min on 2 cores (benchmarks/RESULTS.md, "Notebook 05
+    # within its budget"):
+    # - SFT-JSON without LoRA dropout: on CPU, drawing the dropout masks took a quarter of each step;
+    # - the same 256 sampled answers (64 for the critic alone) in 16 steps of 16: decoding this
+    #   small model costs about as much per token for 16 rows as for 8 (3.0 s a step against 2.6 s);
+    # - test answers in batches of 128 clips: the same text as in batches of 32, in half the time.
+    "tiny": JsonStage(sft_lora_dropout=0.0, a2c_steps=16, a2c_batch=16, critic_warmup=4, eval_batch_size=128),
+}
+
+
+def stage_for(cfg: Config, **changes) -> JsonStage:
+    """The JSON-stage settings of ``cfg``'s profile (:data:`STAGES`), with ``changes``."""
+    if cfg.profile not in STAGES:
+        raise ValueError(f"no JSON-stage settings for profile {cfg.profile!r}; known: {sorted(STAGES)}")
+    return replace(STAGES[cfg.profile], **changes)
 
 
 class JsonArtifacts(runs.RunDir):
@@ -97,7 +128,8 @@ def evaluate(cfg: Config, stage: JsonStage, result: JsonArtifacts, trainer, prog
     SFT-JSON's (read from their runs), RL-JSON's (greedy, the trainer's policy), and SFT-JSON's
     under grammar-constrained decoding (written to ``result.constrained``)."""
     data = toy_data(cfg)
-    rl_rows = predictions(trainer, dataset_items(data.test), max_new_tokens=stage.max_new_tokens, target="json")
+    rl_rows = predictions(trainer, dataset_items(data.test), batch_size=stage.sft_settings(cfg).eval_batch_size,
+                          max_new_tokens=stage.max_new_tokens, target="json")
     with reference_policy(trainer.model, trainer.reference_adapter):  # the SFT-JSON adapter, frozen
         constrained = constrained_predictions(trainer.model, trainer.processor, data.test, stage.sft_settings(cfg),
                                               progress)
@@ -116,11 +148,13 @@ def save(result: JsonArtifacts, stage: JsonStage, trainer, rows: Mapping[str, Se
     return table
 
 
-def run(cfg: Config | None = None, stage: JsonStage = JsonStage(), out: str | Path | None = None,
+def run(cfg: Config | None = None, stage: JsonStage | None = None, out: str | Path | None = None,
         progress: bool = True) -> JsonArtifacts:
     """JSON SFT (from the plain SFT adapter), A2C with R = α·R1 + β·R2 + γ·R3, constrained decoding
-    of the SFT-JSON adapter; every model's toy-test predictions and the comparison table."""
+    of the SFT-JSON adapter; every model's toy-test predictions and the comparison table. ``stage``
+    defaults to the profile's (:func:`stage_for`)."""
     cfg = cfg or load()
+    stage = stage or stage_for(cfg)
     result = JsonArtifacts(Path(out)) if out else artifacts(cfg)
     t0 = time.perf_counter()
     run_sft(cfg, stage.sft_settings(cfg), result.sft.dir, progress, start=ensure_sft(cfg).best)

@@ -255,6 +255,16 @@ def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return params
 
 
+def set_lora_dropout(model: torch.nn.Module, p: float) -> int:
+    """Give every LoRA layer of ``model`` dropout ``p`` on its input (0: none, as peft builds it);
+    returns the number of layers. A saved adapter keeps the dropout it was made with unless told."""
+    layers = [m for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)]
+    for layer in layers:
+        for name in list(layer.lora_dropout.keys()):
+            layer.lora_dropout[name] = torch.nn.Dropout(p) if p > 0 else torch.nn.Identity()
+    return len(layers)
+
+
 def zero_dropout(model: torch.nn.Module) -> None:
     """RL samples and scores with the same network: no dropout (LoRA dropout included)."""
     for module in model.modules():

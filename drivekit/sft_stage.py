@@ -32,7 +32,7 @@ from . import runs
 from .config import Config, add_model_arguments, load, model_overrides
 from .evaluation import score, write_predictions
 from .json_output import scene_texts
-from .models import default_device, load_vlm
+from .models import default_device, load_vlm, set_lora_dropout
 from .sft import SFTSettings, best_step, predict, settings_for, train
 from .toy_split import TRAIN_FRACTION, toy_data
 
@@ -64,10 +64,11 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
         labels: str = "subset", fraction: float = TRAIN_FRACTION) -> SFTArtifacts:
     """Fine-tune on the toy train subset, evaluate on the toy test split, write every artifact.
 
-    ``start``: a saved adapter to train further (the JSON stage starts from the plain SFT's);
-    default a new LoRA adapter with ``settings.lora``. ``resume``: continue from the run
-    directory's latest checkpoint (see ``sft.train``). ``labels="all"``: train on every toy-train
-    label but the validation clips' (``toy_split.toy_data``), the reference of what labels give.
+    ``start``: a saved adapter to train further (the JSON stage starts from the plain SFT's), with
+    ``settings.lora.dropout`` (its shape stays the saved one's); default a new LoRA adapter with
+    ``settings.lora``. ``resume``: continue from the run directory's latest checkpoint (see
+    ``sft.train``). ``labels="all"``: train on every toy-train label but the validation clips'
+    (``toy_split.toy_data``), the reference of what labels give.
     ``fraction``: the labelled share of the train part ``labels="subset"`` trains on (the proposal's 1/8).
     """
     cfg = cfg or load()
@@ -80,6 +81,8 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
         data = toy_data(cfg, settings.val_size, labels, fraction)
         model, processor = load_vlm(cfg, gradient_checkpointing=settings.gradient_checkpointing,
                                     device=state.device, seed=settings.seed, **adapter)
+    if start is not None:
+        set_lora_dropout(model, settings.lora.dropout)
     scenes = scene_texts(cfg) if settings.target == "json" else None
     log = train(model, processor, data.train, data.val, settings, result.dir, progress, scenes, resume=resume)
     t1 = time.perf_counter()

@@ -11,6 +11,7 @@ changed (epochs, steps, validation clips, completion length).
 """
 import json
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -103,6 +104,23 @@ def test_sft_stage_trains_checkpoints_and_predicts_on_the_paper_path(paper, sft_
     saved = json.loads((sft_run.best / "adapter_config.json").read_text())["target_modules"]
     wanted = sft.settings_for(paper["cfg"]).lora.target_modules()
     assert saved == wanted if isinstance(wanted, str) else set(saved) == set(wanted)
+
+
+def test_a_continued_adapter_trains_with_the_settings_dropout(paper, sft_run, tmp_path, monkeypatch):
+    """The JSON stage continues the plain adapter; its LoRA dropout comes from the settings."""
+    cfg, seen = paper["cfg"], []
+    train = sft_stage.train
+
+    def spy(model, *args, **kwargs):
+        seen.extend(type(m.lora_dropout["default"]) for m in model.modules() if hasattr(m, "lora_dropout"))
+        return train(model, *args, **kwargs)
+
+    monkeypatch.setattr(sft_stage, "train", spy)
+    settings = sft.settings_for(cfg, epochs=1, val_size=2, eval_every=1)
+    sft_stage.run(cfg, replace(settings, lora=replace(settings.lora, dropout=0.0)), tmp_path / "json", progress=False,
+                  start=sft_run.best)
+    assert seen and set(seen) == {torch.nn.Identity}
+    assert json.loads((sft_run.best / "adapter_config.json").read_text())["lora_dropout"] == settings.lora.dropout > 0
 
 
 def test_r1_scores_answers_with_the_checkpoint_clip(paper, r1):
@@ -255,6 +273,24 @@ def test_a2c_and_prediction_defaults_follow_the_profile():
     assert sft.settings_for(paper_cfg).eval_batch_size == 8
     with pytest.raises(ValueError, match="profile"):
         a2c_stage.a2c_settings(tiny.replace(profile="huge"))
+
+
+def test_json_stage_batches_follow_the_profile():
+    """The tiny JSON stage samples 16 answers a step and predicts 128 clips a batch; the paper's keeps
+    its profile's A2C batch (4) and prediction batch (8), sized for one GPU."""
+    tiny, paper_cfg = config.load("tiny"), config.load("paper")
+    small = json_stage.stage_for(tiny)
+    assert small.a2c_config(tiny).batch_size == 16 and small.a2c_config(tiny).steps == 16
+    assert small.a2c_config(tiny).critic_warmup == 4 and small.sft_settings(tiny).eval_batch_size == 128
+    assert small.sft_settings(tiny).target == "json" and small.sft_settings(tiny).epochs == 12
+    assert small.sft_settings(tiny).lora.dropout == 0 and small.sft_settings(tiny).lora.r == sft.settings_for(tiny).lora.r
+    big = json_stage.stage_for(paper_cfg)
+    assert big.a2c_config(paper_cfg).batch_size == a2c_stage.A2CConfig.paper().batch_size == 4
+    assert big.sft_settings(paper_cfg).eval_batch_size == 8 and big.a2c_config(paper_cfg).steps == 32
+    assert big.sft_settings(paper_cfg).lora == sft.settings_for(paper_cfg).lora
+    assert json_stage.stage_for(tiny, a2c_batch=8).a2c_config(tiny).batch_size == 8
+    with pytest.raises(ValueError, match="huge"):
+        json_stage.stage_for(tiny.replace(profile="huge"))
 
 
 def test_stand_ins_have_the_published_sizes():

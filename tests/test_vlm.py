@@ -82,6 +82,26 @@ def test_qlora_trains_only_lora_on_4bit_linears(saved):
     assert all(p.grad is not None for n, p in model.named_parameters() if n in trainable)
 
 
+def test_set_lora_dropout_changes_every_lora_layer(saved):
+    from drivekit.models import set_lora_dropout
+
+    model, processor = load_vlm(saved[0], lora=LoraSettings(r=4, dropout=0.5), device="cpu")
+    model.train()
+    batch = sft.Collator(processor)(_items(2))
+    with torch.no_grad():
+        for module in model.modules():  # LoRA B starts at zero: give the adapter an output to drop
+            if hasattr(module, "lora_B"):
+                torch.nn.init.normal_(module.lora_B["default"].weight, std=0.1)
+        dropped = [model(**batch).logits for _ in range(2)]
+        assert not torch.allclose(*dropped)
+        layers = [m for m in model.modules() if hasattr(m, "lora_dropout")]
+        assert set_lora_dropout(model, 0.0) == len(layers) > 0
+        assert all(isinstance(m.lora_dropout["default"], torch.nn.Identity) for m in layers)
+        torch.testing.assert_close(model(**batch).logits, model(**batch).logits)
+        set_lora_dropout(model, 0.2)
+        assert all(m.lora_dropout["default"].p == 0.2 for m in layers)
+
+
 def test_sft_writes_checkpoints_best_and_predictions(saved, tmp_path):
     model, processor = load_vlm(saved[0], quantize_4bit=True, lora=LoraSettings(r=4), device="cpu")
     settings = sft.SFTSettings(epochs=1, batch_size=2, grad_accum=2, lr=1e-3, lora=LoraSettings(r=4),

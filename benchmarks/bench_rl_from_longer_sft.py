@@ -1,0 +1,85 @@
+"""Benchmark: RL from an SFT trained longer on the same labelled 1/32 (issue 14's baseline check).
+
+    python benchmarks/bench_rl_from_longer_sft.py [--epochs 48] [--methods A2C-R2 GRPO-R2] [--out DIR]
+
+The harness (``drivekit.experiment``, ``Recipe()``) trains SFT on the 63 labelled clips for the
+profile's 12 epochs: 96 optimiser steps, and its validation loss is still falling at the last one.
+This trains SFT for ``--epochs`` instead (48: about as many clip passes as SFT on the proposal's 1/8),
+per seed of the recipe, then each RL method of the recipe from that adapter, with the recipe's RL
+settings, on the same pool. Each run folder gets the harness's files (``summary.json`` with F1s and R,
+``predictions.jsonl``); ``--compare`` prints, per method, mean ± sd over seeds and the fixed / broken
+clips against the same seed's longer SFT and against the harness's SFT, with the exact sign test.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from drivekit import config, experiment, sft, sft_stage, stats
+from drivekit.evaluation import read_predictions
+from drivekit.rewards import ClipReward
+from drivekit.toy_split import dataset_items, toy_data
+
+
+def train(cfg, recipe, out: Path, epochs: float, methods) -> None:
+    clip_reward = ClipReward.from_config(cfg)
+    data = toy_data(cfg, sft.settings_for(cfg).val_size, fraction=recipe.fraction)
+    pool = dataset_items(data.pool)
+    for seed in recipe.seeds:
+        folder = out / "SFT-long" / f"seed{seed}"
+        if not (folder / "predictions.jsonl").exists():
+            result = sft_stage.run(cfg, sft.settings_for(cfg, seed=seed, epochs=epochs), folder, progress=False,
+                                   fraction=recipe.fraction)
+            done = json.loads(result.summary.read_text())
+            s = experiment._finish(folder, read_predictions(result.predictions), clip_reward, method="SFT-long",
+                                   seed=seed, labels="subset", fraction=recipe.fraction, epochs=epochs,
+                                   n_train=done["n_train"], best_step=done["best_step"],
+                                   train_seconds=done["train_seconds"])
+            print(f"SFT-long seed {seed}: {s['f1_act']:.4f} / {s['f1_rsn']:.4f}, best step {done['best_step']}",
+                  flush=True)
+    for method in methods:
+        for seed in recipe.seeds:
+            folder = out / method / f"seed{seed}"
+            if (folder / "predictions.jsonl").exists():
+                continue
+            s = experiment.run_rl(cfg, recipe, method, seed, out / "SFT-long" / f"seed{seed}" / "best", pool,
+                                  data.test, folder, clip_reward)
+            print(f"{method} seed {seed}: {s['f1_act']:.4f} / {s['f1_rsn']:.4f}, {s['seconds_per_step']} s/step",
+                  flush=True)
+
+
+def compare(recipe, out: Path, harness: Path, methods) -> None:
+    def runs(folder):
+        return [(json.loads((folder / f"seed{s}" / "summary.json").read_text()),
+                 read_predictions(folder / f"seed{s}" / "predictions.jsonl")) for s in recipe.seeds]
+
+    references = {"SFT-long": runs(out / "SFT-long"), "SFT (harness)": runs(harness / "SFT")}
+    every = {**references, **{m: runs(out / m) for m in methods}}
+    for ref_name, ref in references.items():
+        print(f"against the same seed's {ref_name}:")
+        for name, rows in every.items():
+            f1 = np.array([[s["f1_act"], s["f1_rsn"]] for s, _ in rows])
+            pooled = stats.pooled([stats.paired(r[1], n[1]) for r, n in zip(ref, rows)])
+            print(f"  {name:14s} F1_act {f1[:, 0].mean():.3f} ± {f1[:, 0].std(ddof=1):.3f}  "
+                  f"F1_rsn {f1[:, 1].mean():.3f} ± {f1[:, 1].std(ddof=1):.3f}  per seed {f1.round(3).tolist()}  "
+                  f"fixed/broken {pooled['fixed']}/{pooled['broken']}  p {pooled['p']:.2g}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=float, default=48.0, help="SFT epochs over the labelled clips")
+    p.add_argument("--methods", nargs="*", default=["A2C-R2", "GRPO-R2"], help="none: the longer SFT only")
+    p.add_argument("--out", type=Path, default=config.load().runs_dir / "rl-from-longer-sft")
+    p.add_argument("--harness", type=Path, default=config.load().runs_dir / "rl-vs-sft",
+                   help="the harness's output folder, for its SFT (python -m drivekit rl-vs-sft --out)")
+    p.add_argument("--compare", action="store_true", help="print the comparison (after training)")
+    a = p.parse_args()
+    cfg, recipe = config.load(), experiment.Recipe()
+    train(cfg, recipe, a.out, a.epochs, a.methods)
+    if a.compare:
+        compare(recipe, a.out, a.harness, a.methods)
+
+
+if __name__ == "__main__":
+    main()

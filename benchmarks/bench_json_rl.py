@@ -8,7 +8,8 @@ Starts from the SFT-JSON adapter of ``drivekit.json_stage`` (``runs/json/sft``; 
 plain SFT adapter when missing), scores its greedy JSON answers on the toy test split, trains A2C
 with R = α·R1 + β·R2 + γ·R3 (the profile's ``json_stage.stage_for`` defaults, any A2C setting
 overridable), then scores RL-JSON's greedy answers the same way: JSON validity, sample-level
-F1_act / F1_rsn and the mean test reward R with its terms. Writes ``<out>/predictions.jsonl`` and ``<out>/bench.json``.
+F1_act / F1_rsn and the mean test reward R with its terms. Writes ``<out>/predictions.jsonl``
+and ``<out>/bench.json``.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivekit import config, experiment, sft, sft_stage, stats
+from drivekit import config, experiment, sft, stats
 from drivekit.evaluation import read_predictions
 from drivekit.rewards import ClipReward
 from drivekit.toy_split import dataset_items, toy_data
@@ -29,15 +29,8 @@ def train(cfg, recipe, out: Path, epochs: float, methods) -> None:
     for seed in recipe.seeds:
         folder = out / "SFT-long" / f"seed{seed}"
         if not (folder / "predictions.jsonl").exists():
-            result = sft_stage.run(cfg, sft.settings_for(cfg, seed=seed, epochs=epochs), folder, progress=False,
-                                   fraction=recipe.fraction)
-            done = json.loads(result.summary.read_text())
-            s = experiment._finish(folder, read_predictions(result.predictions), clip_reward, method="SFT-long",
-                                   seed=seed, labels="subset", fraction=recipe.fraction, epochs=epochs,
-                                   n_train=done["n_train"], best_step=done["best_step"],
-                                   train_seconds=done["train_seconds"])
-            print(f"SFT-long seed {seed}: {s['f1_act']:.4f} / {s['f1_rsn']:.4f}, best step {done['best_step']}",
-                  flush=True)
+            s = experiment.run_sft(cfg, recipe, "SFT", seed, folder, clip_reward, epochs=epochs)
+            print(f"SFT-long seed {seed}: {s['f1_act']:.4f} / {s['f1_rsn']:.4f}", flush=True)
     for method in methods:
         for seed in recipe.seeds:
             folder = out / method / f"seed{seed}"

@@ -120,9 +120,10 @@ def _finish(folder: Path, rows: list[dict], clip_reward: ClipReward, **info) -> 
 
 
 def run_sft(cfg: Config, recipe: Recipe, method: str, seed: int, folder: Path, clip_reward: ClipReward,
-            progress: bool = False) -> dict:
-    """``SFT`` or ``SFT-all`` of ``seed`` (``sft_stage.run``, resumed when cut off), scored on the test split."""
-    changes = {"epochs": recipe.sft_all_epochs} if method == "SFT-all" else {}
+            progress: bool = False, epochs: float | None = None) -> dict:
+    """``SFT`` or ``SFT-all`` of ``seed`` (``sft_stage.run``, resumed when cut off), scored on the test split.
+    ``epochs`` replaces the profile's for SFT (``benchmarks/bench_rl_from_longer_sft.py``)."""
+    changes = {"epochs": recipe.sft_all_epochs} if method == "SFT-all" else {"epochs": epochs} if epochs else {}
     settings = sft.settings_for(cfg, seed=seed, **changes)
     labels = "all" if method == "SFT-all" else "subset"
     result = sft_stage.run(cfg, settings, folder, progress=progress, resume=True, labels=labels,
@@ -278,10 +279,10 @@ def _runs(out: Path, method: str, seeds: Sequence[int]) -> list[tuple[dict, list
 def summarize(out: str | Path, recipe: Recipe) -> dict:
     """``rl_vs_sft.json``'s content from the finished runs under ``out``: per method the per-seed
     F1_act, F1_rsn, pair F1 and R, their spread (``summary``), the per-class F1s per seed
-    (``per_class_f1``, Fig. 5), and for every method but SFT the
-    clip-by-clip comparison with the same seed's SFT (``paired`` per seed, ``p_vs_sft`` pooled), the
-    share of the SFT → SFT-all gap closed on the means (``gap_closed``, when SFT-all ran) and whether it beat SFT's
-    F1_act and F1_rsn on every seed."""
+    (``per_class_f1``, Fig. 5), and for every method but SFT the clip-by-clip comparison with the
+    same seed's SFT (``paired`` per seed, ``p_vs_sft`` pooled), the share of the SFT → SFT-all gap
+    closed on the means (``gap_closed``, when SFT-all ran) and whether it beat SFT's F1_act and
+    F1_rsn on every seed."""
     out = Path(out)
     results = {"seeds": list(recipe.seeds), "labeled_fraction": recipe.fraction, "recipe": asdict(recipe),
                "methods": {}}

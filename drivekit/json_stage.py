@@ -127,12 +127,11 @@ def evaluate(cfg: Config, stage: JsonStage, result: JsonArtifacts, trainer, prog
     """Toy-test predictions of every model of the comparison (:data:`MODELS`): the plain SFT's and
     SFT-JSON's (read from their runs), RL-JSON's (greedy, the trainer's policy), and SFT-JSON's
     under grammar-constrained decoding (written to ``result.constrained``)."""
-    data = toy_data(cfg)
-    rl_rows = predictions(trainer, dataset_items(data.test), batch_size=stage.sft_settings(cfg).eval_batch_size,
+    data, settings = toy_data(cfg), stage.sft_settings(cfg)
+    rl_rows = predictions(trainer, dataset_items(data.test), batch_size=settings.eval_batch_size,
                           max_new_tokens=stage.max_new_tokens, target="json")
     with reference_policy(trainer.model, trainer.reference_adapter):  # the SFT-JSON adapter, frozen
-        constrained = constrained_predictions(trainer.model, trainer.processor, data.test, stage.sft_settings(cfg),
-                                              progress)
+        constrained = constrained_predictions(trainer.model, trainer.processor, data.test, settings, progress)
     write_predictions(constrained, result.constrained)
     return dict(zip(MODELS, (read_predictions(sft_artifacts(cfg).predictions),
                              read_predictions(result.sft.predictions), rl_rows, constrained)))

@@ -2,7 +2,8 @@
 
 For each seed the harness trains, in ``<out>/<method>/seed<s>/``:
 
-- ``SFT``: QLoRA SFT on the labelled ``fraction`` of the toy train part (``toy_split.toy_data``);
+- ``SFT``: QLoRA SFT on the labelled ``fraction`` of the toy train part (``toy_split.toy_data``),
+  for as many clip passes as the profile's SFT makes on the proposal's 1/8 (:func:`sft_epochs`);
 - ``SFT-all``: SFT on every toy-train label but the validation clips', the reference of what the
   labels alone give;
 - each RL method, from that seed's SFT adapter, on the *pool*: the toy-train clips SFT never saw.
@@ -22,7 +23,7 @@ and a 95 % interval over seeds (``stats.over_seeds``), the pooled exact sign tes
 reused, so an interrupted experiment continues where it stopped.
 
     python -m drivekit rl-vs-sft [--seeds 0 1 2] [--fraction 0.03125] [--methods A2C-R2 GRPO-R2 ...]
-                                 [--steps 320] [--no-sft-all] [--out DIR] [--json FILE]
+                                 [--steps 320] [--sft-epochs E] [--no-sft-all] [--out DIR] [--json FILE]
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ from .config import Config, dataclass_overrides, load
 from .evaluation import prediction_rewards, read_predictions, score, write_predictions
 from .models import load_vlm
 from .rewards import ClipReward
-from .toy_split import dataset_items, toy_data
+from .toy_split import TRAIN_FRACTION, dataset_items, toy_data
 
 REFERENCES = ("SFT", "SFT-all")
 METHODS = {  # method -> (algorithm, reward family)
@@ -77,7 +78,11 @@ class Recipe:
     fraction: float = 1 / 32
     methods: tuple[str, ...] = ("A2C-R2", "GRPO-R2", "A2C-R1", "GRPO-R1")
     steps: int = 320
-    sft_all_epochs: float = 2.0  # about as many clip passes as SFT's epochs over its subset
+    # SFT's epochs over the labelled fraction; None: as many clip passes as the profile's SFT makes on
+    # the proposal's 1/8 (48 epochs at 1/32). The profile's 12 stop a 1/32 SFT short of training: its
+    # validation loss still falls at the last of its 96 steps (benchmarks/RESULTS.md, "A longer SFT baseline").
+    sft_epochs: float | None = None
+    sft_all_epochs: float = 2.0  # about as many clip passes as SFT's epochs over the proposal's 1/8
     sft_all: bool = True  # train SFT-all, the reference of the gap (a short run may leave it out)
     a2c: dict = field(default_factory=lambda: dict(A2C_SETTINGS))
     grpo: dict = field(default_factory=lambda: dict(GRPO_SETTINGS))
@@ -91,6 +96,15 @@ class Recipe:
     @property
     def references(self) -> tuple[str, ...]:
         return REFERENCES if self.sft_all else REFERENCES[:1]
+
+
+def sft_epochs(cfg: Config, recipe: Recipe, method: str = "SFT") -> float:
+    """The epochs ``method`` (``SFT`` or ``SFT-all``) of ``recipe`` trains for."""
+    if method == "SFT-all":
+        return recipe.sft_all_epochs
+    if recipe.sft_epochs is not None:
+        return recipe.sft_epochs
+    return sft.settings_for(cfg).epochs * TRAIN_FRACTION / recipe.fraction
 
 
 def rl_reward(family: str, clip_reward: ClipReward | None = None):
@@ -120,17 +134,16 @@ def _finish(folder: Path, rows: list[dict], clip_reward: ClipReward, **info) -> 
 
 
 def run_sft(cfg: Config, recipe: Recipe, method: str, seed: int, folder: Path, clip_reward: ClipReward,
-            progress: bool = False, epochs: float | None = None) -> dict:
-    """``SFT`` or ``SFT-all`` of ``seed`` (``sft_stage.run``, resumed when cut off), scored on the test split.
-    ``epochs`` replaces the profile's for SFT (``benchmarks/bench_rl_from_longer_sft.py``)."""
-    changes = {"epochs": recipe.sft_all_epochs} if method == "SFT-all" else {"epochs": epochs} if epochs else {}
-    settings = sft.settings_for(cfg, seed=seed, **changes)
+            progress: bool = False) -> dict:
+    """``SFT`` or ``SFT-all`` of ``seed`` for :func:`sft_epochs` (``sft_stage.run``, resumed when cut
+    off), scored on the test split."""
+    settings = sft.settings_for(cfg, seed=seed, epochs=sft_epochs(cfg, recipe, method))
     labels = "all" if method == "SFT-all" else "subset"
     result = sft_stage.run(cfg, settings, folder, progress=progress, resume=True, labels=labels,
                            fraction=recipe.fraction)
     done = json.loads(result.summary.read_text())
     return _finish(folder, read_predictions(result.predictions), clip_reward, method=method, seed=seed,
-                   labels=labels, fraction=recipe.fraction, n_train=done["n_train"],
+                   labels=labels, fraction=recipe.fraction, epochs=settings.epochs, n_train=done["n_train"],
                    train_seconds=done["train_seconds"])
 
 
@@ -142,8 +155,10 @@ def rl_settings(cfg: Config, recipe: Recipe, method: str, seed: int):
 
 
 def run_rl(cfg: Config, recipe: Recipe, method: str, seed: int, start: Path, pool: Sequence[Mapping], test,
-           folder: Path, clip_reward: ClipReward, free_clip: ClipReward | None = None, progress: bool = False) -> dict:
-    """One RL method from the adapter ``start`` on the ``pool`` items; greedy answers on ``test``.
+           folder: Path, clip_reward: ClipReward, free_clip: ClipReward | None = None, progress: bool = False,
+           sft_epochs: float | None = None) -> dict:
+    """One RL method from the adapter ``start`` (an SFT of ``sft_epochs``, recorded) on the ``pool``
+    items; greedy answers on ``test``.
 
     Writes ``log.csv`` (one row per step, ``reward`` the mean sampled reward), ``policy/`` (the
     trained adapter), ``predictions.jsonl`` and ``summary.json`` (with seconds per step). A label-free
@@ -180,7 +195,8 @@ def run_rl(cfg: Config, recipe: Recipe, method: str, seed: int, start: Path, poo
     rows = sft.predict(model, processor, test, sft.settings_for(cfg), progress=progress)
     write_predictions(rows, folder / "predictions.jsonl")
     return _finish(folder, rows, clip_reward, method=method, seed=seed, algorithm=algorithm,
-                   labels_used=LABELS_USED[family], start=str(start), steps=len(log), samples_per_step=samples,
+                   labels_used=LABELS_USED[family], start=str(start), sft_epochs=sft_epochs, steps=len(log),
+                   samples_per_step=samples,
                    train_seconds=round(seconds, 1), seconds_per_step=round(seconds / max(len(log), 1), 3),
                    settings=asdict(settings))
 
@@ -227,18 +243,22 @@ def run(recipe: Recipe = Recipe(), out: str | Path | None = None, cfg: Config | 
     free_clip = label_free_clip(cfg) if any(METHODS[m][1] == "free" for m in recipe.methods) else None
     data = toy_data(cfg, sft.settings_for(cfg).val_size, fraction=recipe.fraction)
     pool = dataset_items(data.pool)
+    epochs = sft_epochs(cfg, recipe)
     for seed in recipe.seeds:
         for method in (*recipe.references, *recipe.methods):
             folder = out / method / f"seed{seed}"
             if _finished(folder):
-                _same_recipe(folder, recipe, rl_settings(cfg, recipe, method, seed) if method in METHODS else None)
+                if method in METHODS:
+                    _same_recipe(folder, recipe, rl_settings(cfg, recipe, method, seed), sft_epochs=epochs)
+                else:
+                    _same_recipe(folder, recipe, epochs=sft_epochs(cfg, recipe, method))
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             if method in REFERENCES:
                 s = run_sft(cfg, recipe, method, seed, folder, clip_reward, progress)
             else:
                 s = run_rl(cfg, recipe, method, seed, out / "SFT" / f"seed{seed}" / "best", pool, data.test, folder,
-                           clip_reward, free_clip, progress)
+                           clip_reward, free_clip, progress, sft_epochs=epochs)
             echo(f"{method} seed {seed}: F1_act {s['f1_act']:.4f}  F1_rsn {s['f1_rsn']:.4f}  pair F1 "
                  f"{s['pair_f1']:.4f}  R {s['R']:.4f}  train {s['train_seconds']} s")
     results = summarize(out, recipe)
@@ -253,14 +273,16 @@ def _finished(folder: Path) -> bool:
     return (folder / "predictions.jsonl").is_file() and summary.is_file() and "R" in json.loads(summary.read_text())
 
 
-def _same_recipe(folder: Path, recipe: Recipe, settings=None) -> None:
-    """Refuse to reuse a finished run made with another labelled fraction or, for an RL run, other
-    ``settings`` (:func:`rl_settings`), e.g. a short run's folder under a longer recipe: it would be
-    reported as this recipe's."""
+def _same_recipe(folder: Path, recipe: Recipe, settings=None, **expected) -> None:
+    """Refuse to reuse a finished run made with another labelled fraction, other ``expected``
+    summary values (an SFT's ``epochs``, the ``sft_epochs`` an RL run started from) or, for an RL
+    run, other ``settings`` (:func:`rl_settings`), e.g. a short run's folder under a longer recipe:
+    it would be reported as this recipe's."""
     done = json.loads((folder / "summary.json").read_text())
     differ = []
     if "fraction" in done and done["fraction"] != recipe.fraction:
         differ.append(f"fraction {done['fraction']} (recipe: {recipe.fraction})")
+    differ += [f"{k} {done.get(k)!r} (recipe: {v!r})" for k, v in expected.items() if done.get(k) != v]
     if settings is not None:
         stored, wanted = done.get("settings", {}), json.loads(json.dumps(asdict(settings)))  # as summary.json holds it
         differ += [f"{k} {stored.get(k)!r} (recipe: {v!r})" for k, v in wanted.items() if stored.get(k) != v]
@@ -381,6 +403,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fraction", type=float, default=defaults.fraction, help="labelled share of the toy train part")
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(defaults.methods))
     p.add_argument("--steps", type=int, default=defaults.steps, help="RL steps of 8 sampled answers each")
+    p.add_argument("--sft-epochs", type=float, help="SFT's epochs over the labelled clips (default: as many clip "
+                   "passes as the profile's SFT on the proposal's 1/8, 48 at 1/32)")
     p.add_argument("--a2c", nargs="*", default=[], metavar="KEY=VALUE",
                    help=f"A2CConfig overrides on top of {A2C_SETTINGS}, e.g. lr=2e-4")
     p.add_argument("--grpo", nargs="*", default=[], metavar="KEY=VALUE",
@@ -392,6 +416,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--progress", action="store_true")
     a = p.parse_args(argv)
     recipe = Recipe(seeds=a.seeds, fraction=a.fraction, methods=a.methods, steps=a.steps, sft_all=a.sft_all,
+                    sft_epochs=a.sft_epochs,
                     a2c={**A2C_SETTINGS, **dataclass_overrides(a.a2c, A2CConfig, "--a2c")},
                     grpo={**GRPO_SETTINGS, **dataclass_overrides(a.grpo, grpo.GRPOSettings, "--grpo")})
     results = run(recipe, a.out, load(a.profile), progress=a.progress)

@@ -142,6 +142,22 @@ def test_a_finished_run_of_another_recipe_is_not_reused(finished):
     with pytest.raises(ValueError, match="fraction 0.0625"):
         experiment._same_recipe(sft, recipe, None)
     assert experiment.rl_settings(cfg, recipe, "GRPO-R2", 2).num_generations == 4
+    # An SFT of another length, or RL from one, is not reused either (the 12-epoch SFT of an older recipe).
+    (sft / "summary.json").write_text(json.dumps({**sft_summary, "fraction": 1 / 32, "epochs": 12}))
+    with pytest.raises(ValueError, match=r"epochs 12 \(recipe: 48"):
+        experiment._same_recipe(sft, recipe, epochs=experiment.sft_epochs(cfg, recipe))
+    (folder / "summary.json").write_text(json.dumps({**summary, "settings": asdict(settings), "sft_epochs": 12}))
+    with pytest.raises(ValueError, match=r"sft_epochs 12 \(recipe: 48"):
+        experiment._same_recipe(folder, recipe, settings, sft_epochs=48.0)
+
+
+def test_sft_trains_as_many_clip_passes_as_on_the_proposals_eighth():
+    cfg = config.load("tiny")
+    profile = experiment.sft.settings_for(cfg).epochs
+    assert experiment.sft_epochs(cfg, experiment.Recipe(fraction=1 / 8)) == profile == 12
+    assert experiment.sft_epochs(cfg, experiment.Recipe(fraction=1 / 32)) == 4 * profile
+    assert experiment.sft_epochs(cfg, experiment.Recipe(sft_epochs=6)) == 6
+    assert experiment.sft_epochs(cfg, experiment.Recipe(), "SFT-all") == experiment.Recipe().sft_all_epochs
 
 
 def test_no_gap_to_close_is_reported_as_none():

@@ -1,14 +1,16 @@
-"""Benchmark: RL from an SFT trained longer on the same labelled 1/32 (issue 14's baseline check).
+"""Benchmark: RL from an SFT of another length on the same labelled fraction (issue 14's baseline check).
 
-    python benchmarks/bench_rl_from_longer_sft.py [--epochs 48] [--methods A2C-R2 GRPO-R2] [--out DIR]
+    python benchmarks/bench_rl_from_other_sft.py [--epochs 12] [--methods A2C-R2 GRPO-R2] [--out DIR]
 
-The harness (``drivekit.experiment``, ``Recipe()``) trains SFT on the 63 labelled clips for the
-profile's 12 epochs: 96 optimiser steps, and its validation loss is still falling at the last one.
-This trains SFT for ``--epochs`` instead (48: about as many clip passes as SFT on the proposal's 1/8),
-per seed of the recipe, then each RL method of the recipe from that adapter, with the recipe's RL
-settings, on the same pool. Each run folder gets the harness's files (``summary.json`` with F1s and R,
-``predictions.jsonl``); ``--compare`` prints, per method, mean ± sd over seeds and the fixed / broken
-clips against the same seed's longer SFT and against the harness's SFT, with the exact sign test.
+The harness (``drivekit.experiment``, ``Recipe()``) trains SFT on the 63 labelled clips of the 1/32
+for 48 epochs, as many clip passes as the profile's SFT makes on the proposal's 1/8. It used to train
+for the profile's 12 epochs: 96 optimiser steps, with the validation loss still falling at the last
+one, a baseline RL could beat by finishing SFT's job. This trains SFT for ``--epochs`` instead, per
+seed of the recipe, then each RL method of the recipe from that adapter, with the recipe's RL
+settings, on the same pool. Each run folder gets the harness's files (``summary.json`` with F1s and
+R, ``predictions.jsonl``); ``--compare`` prints, per method, mean ± sd over seeds and the fixed /
+broken clips against the same seed's SFT of ``--epochs`` and against the harness's SFT, with the
+exact sign test.
 """
 import argparse
 import json
@@ -22,22 +24,22 @@ from drivekit.rewards import ClipReward
 from drivekit.toy_split import dataset_items, toy_data
 
 
-def train(cfg, recipe, out: Path, epochs: float, methods) -> None:
+def train(cfg, recipe, out: Path, methods) -> None:
     clip_reward = ClipReward.from_config(cfg)
     data = toy_data(cfg, sft.settings_for(cfg).val_size, fraction=recipe.fraction)
     pool = dataset_items(data.pool)
     for seed in recipe.seeds:
-        folder = out / "SFT-long" / f"seed{seed}"
+        folder = out / "SFT" / f"seed{seed}"
         if not (folder / "predictions.jsonl").exists():
-            s = experiment.run_sft(cfg, recipe, "SFT", seed, folder, clip_reward, epochs=epochs)
-            print(f"SFT-long seed {seed}: {s['f1_act']:.4f} / {s['f1_rsn']:.4f}", flush=True)
+            s = experiment.run_sft(cfg, recipe, "SFT", seed, folder, clip_reward)
+            print(f"SFT ({recipe.sft_epochs:g} epochs) seed {seed}: {s['f1_act']:.4f} / {s['f1_rsn']:.4f}", flush=True)
     for method in methods:
         for seed in recipe.seeds:
             folder = out / method / f"seed{seed}"
             if (folder / "predictions.jsonl").exists():
                 continue
-            s = experiment.run_rl(cfg, recipe, method, seed, out / "SFT-long" / f"seed{seed}" / "best", pool,
-                                  data.test, folder, clip_reward)
+            s = experiment.run_rl(cfg, recipe, method, seed, out / "SFT" / f"seed{seed}" / "best", pool,
+                                  data.test, folder, clip_reward, sft_epochs=recipe.sft_epochs)
             print(f"{method} seed {seed}: {s['f1_act']:.4f} / {s['f1_rsn']:.4f}, {s['seconds_per_step']} s/step",
                   flush=True)
 
@@ -47,7 +49,7 @@ def compare(recipe, out: Path, harness: Path, methods) -> None:
         return [(json.loads((folder / f"seed{s}" / "summary.json").read_text()),
                  read_predictions(folder / f"seed{s}" / "predictions.jsonl")) for s in recipe.seeds]
 
-    references = {"SFT-long": runs(out / "SFT-long"), "SFT (harness)": runs(harness / "SFT")}
+    references = {f"SFT {recipe.sft_epochs:g} ep.": runs(out / "SFT"), "SFT (harness)": runs(harness / "SFT")}
     every = {**references, **{m: runs(out / m) for m in methods}}
     for ref_name, ref in references.items():
         print(f"against the same seed's {ref_name}:")
@@ -61,15 +63,16 @@ def compare(recipe, out: Path, harness: Path, methods) -> None:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=float, default=48.0, help="SFT epochs over the labelled clips")
+    p.add_argument("--epochs", type=float, default=12.0,
+                   help="SFT epochs over the labelled clips (default: the profile's, the harness's before)")
     p.add_argument("--methods", nargs="*", default=["A2C-R2", "GRPO-R2"], help="none: the longer SFT only")
-    p.add_argument("--out", type=Path, default=config.load().runs_dir / "rl-from-longer-sft")
+    p.add_argument("--out", type=Path, default=config.load().runs_dir / "rl-from-other-sft")
     p.add_argument("--harness", type=Path, default=config.load().runs_dir / "rl-vs-sft",
                    help="the harness's output folder, for its SFT (python -m drivekit rl-vs-sft --out)")
     p.add_argument("--compare", action="store_true", help="print the comparison (after training)")
     a = p.parse_args()
-    cfg, recipe = config.load(), experiment.Recipe()
-    train(cfg, recipe, a.out, a.epochs, a.methods)
+    cfg, recipe = config.load(), experiment.Recipe(sft_epochs=a.epochs)
+    train(cfg, recipe, a.out, a.methods)
     if a.compare:
         compare(recipe, a.out, a.harness, a.methods)
 

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import checkpoints
@@ -68,6 +69,7 @@ class A2CConfig:
     batch_size: int = 8  # completions per step
     samples_per_clip: int = 1  # completions sampled for each clip of a step (batch_size / this clips)
     lr: float = 2e-4  # LoRA parameters
+    lr_schedule: str = "constant"  # constant | linear: the LoRA lr falls linearly from lr to 0 at `steps`
     value_lr: float = 1e-3  # value head
     weight_decay: float = 0.0
     gamma: float = 1.0  # discount γ
@@ -133,8 +135,6 @@ class ValueHead(nn.Module):
         return self.net(h.float()).squeeze(-1)
 
     def save(self, folder: str | Path) -> None:
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, folder / VALUE_HEAD_WEIGHTS)
@@ -142,8 +142,6 @@ class ValueHead(nn.Module):
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "ValueHead":
-        from safetensors.torch import load_file
-
         folder = Path(folder)
         head = cls(**json.loads((folder / VALUE_HEAD_CONFIG).read_text()))
         head.load_state_dict(load_file(folder / VALUE_HEAD_WEIGHTS))
@@ -212,8 +210,9 @@ class A2CTrainer:
         with torch.random.fork_rng():  # a fresh head's first layer is random: seeded, so runs repeat
             torch.manual_seed(self.cfg.seed)
             self.value_head = (value_head or ValueHead(hidden_size(model), self.cfg.value_hidden)).to(self.device)
-        self.run_dir = Path(run_dir) if run_dir else None
-        self.reference_adapter = reference_adapter
+        self.run_dir, self.reference_adapter = Path(run_dir) if run_dir else None, reference_adapter
+        if self.cfg.lr_schedule not in ("constant", "linear"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'linear', not {self.cfg.lr_schedule!r}")
         zero_dropout(model)
         keep_4bit_trainable(model)
         self.policy_params = trainable_parameters(model)
@@ -244,7 +243,8 @@ class A2CTrainer:
         """One A2C update on the next batch; never raises for a bad batch (see the module docstring)."""
         cfg, step = self.cfg, self.step_count
         t0 = time.perf_counter()
-        row: dict = {"step": step + 1}
+        row: dict = {"step": step + 1, "lr": cfg.lr * (max(0.0, 1 - step / cfg.steps) if cfg.lr_schedule == "linear" else 1.0)}
+        self.optimizer.param_groups[0]["lr"] = row["lr"]  # the LoRA lr: a function of the step, so a resumed run follows it
         try:
             items = self.batch(step)
             columns = reward_columns(items)

@@ -360,3 +360,19 @@ def test_batches_are_seeded_by_step_and_can_repeat_clips():
     assert [i["file_name"] for i in t.batch(3)] == [i["file_name"] for i in trainer(batch_size=8, samples_per_clip=4).batch(3)]
     epoch = [i for step in range(4) for i in a2c.batch_indices(16, 4, step, seed=0)]
     assert sorted(epoch) == list(range(16))  # one pass over the clips per epoch
+
+
+def test_a_linear_lr_schedule_falls_to_zero_and_resumes_on_it(tmp_path):
+    """``lr_schedule="linear"``: the LoRA lr of step k is lr · (1 − k / steps); the critic's stays;
+    a run resumed from a checkpoint goes on down the same line."""
+    t = trainer(steps=4, lr=1e-3, lr_schedule="linear")
+    log = t.train(progress=False)
+    assert log["lr"].tolist() == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4])
+    assert t.optimizer.param_groups[1]["lr"] == t.cfg.value_lr
+    trainer(steps=4, lr=1e-3, lr_schedule="linear", run_dir=tmp_path, checkpoint_every=2).train(steps=2, progress=False)
+    resumed = trainer(steps=4, lr=1e-3, lr_schedule="linear", run_dir=tmp_path, checkpoint_every=2)
+    assert resumed.resume() and resumed.step_count == 2
+    assert resumed.step()["lr"] == pytest.approx(5e-4)
+    assert trainer(steps=4).step()["lr"] == trainer().cfg.lr  # constant by default
+    with pytest.raises(ValueError, match="lr_schedule must be .constant. or .linear."):
+        trainer(lr_schedule="cosine")

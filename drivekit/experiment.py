@@ -32,7 +32,7 @@ import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -277,14 +277,17 @@ def _same_recipe(folder: Path, recipe: Recipe, settings=None, **expected) -> Non
     """Refuse to reuse a finished run made with another labelled fraction, other ``expected``
     summary values (an SFT's ``epochs``, the ``sft_epochs`` an RL run started from) or, for an RL
     run, other ``settings`` (:func:`rl_settings`), e.g. a short run's folder under a longer recipe:
-    it would be reported as this recipe's."""
+    it would be reported as this recipe's. A setting the stored run lacks is its field's default:
+    the run was made before the field existed, and so with the behaviour the default keeps."""
     done = json.loads((folder / "summary.json").read_text())
     differ = []
     if "fraction" in done and done["fraction"] != recipe.fraction:
         differ.append(f"fraction {done['fraction']} (recipe: {recipe.fraction})")
     differ += [f"{k} {done.get(k)!r} (recipe: {v!r})" for k, v in expected.items() if done.get(k) != v]
     if settings is not None:
-        stored, wanted = done.get("settings", {}), json.loads(json.dumps(asdict(settings)))  # as summary.json holds it
+        defaults = {f.name: f.default for f in fields(settings) if f.default is not MISSING}
+        stored = {**json.loads(json.dumps(defaults)), **done.get("settings", {})}  # as summary.json holds them
+        wanted = json.loads(json.dumps(asdict(settings)))
         differ += [f"{k} {stored.get(k)!r} (recipe: {v!r})" for k, v in wanted.items() if stored.get(k) != v]
     if differ:
         raise ValueError(f"{folder} holds a finished run with {', '.join(differ)}; delete it or choose another --out")

@@ -14,34 +14,18 @@ exact sign test.
 """
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from drivekit import config, experiment, sft, stats
+from drivekit import config, experiment, stats
 from drivekit.evaluation import read_predictions
-from drivekit.rewards import ClipReward
-from drivekit.toy_split import dataset_items, toy_data
 
 
 def train(cfg, recipe, out: Path, methods) -> None:
-    clip_reward = ClipReward.from_config(cfg)
-    data = toy_data(cfg, sft.settings_for(cfg).val_size, fraction=recipe.fraction)
-    pool = dataset_items(data.pool)
-    for seed in recipe.seeds:
-        folder = out / "SFT" / f"seed{seed}"
-        if not (folder / "predictions.jsonl").exists():
-            s = experiment.run_sft(cfg, recipe, "SFT", seed, folder, clip_reward)
-            print(f"SFT ({recipe.sft_epochs:g} epochs) seed {seed}: {s['f1_act']:.4f} / {s['f1_rsn']:.4f}", flush=True)
-    for method in methods:
-        for seed in recipe.seeds:
-            folder = out / method / f"seed{seed}"
-            if (folder / "predictions.jsonl").exists():
-                continue
-            s = experiment.run_rl(cfg, recipe, method, seed, out / "SFT" / f"seed{seed}" / "best", pool,
-                                  data.test, folder, clip_reward, sft_epochs=recipe.sft_epochs)
-            print(f"{method} seed {seed}: {s['f1_act']:.4f} / {s['f1_rsn']:.4f}, {s['seconds_per_step']} s/step",
-                  flush=True)
+    """The harness itself (:func:`drivekit.experiment.run`, finished runs reused), without SFT-all."""
+    experiment.run(replace(recipe, methods=tuple(methods), sft_all=False), out, cfg)
 
 
 def compare(recipe, out: Path, harness: Path, methods) -> None:

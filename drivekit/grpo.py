@@ -46,6 +46,7 @@ class GRPOSettings:
     clips_per_step: int = 2
     num_generations: int = 4  # k: the group of answers sampled for each clip
     lr: float = 1e-4
+    lr_schedule: str = "constant"  # constant | linear: trl's lr_scheduler_type, from lr to 0 at `steps`
     beta: float = 0.1  # KL to the reference (the start adapter)
     temperature: float = 1.0
     top_p: float = 1.0
@@ -102,9 +103,11 @@ def config(settings: GRPOSettings, out: str | Path, device: torch.device | str =
     on in the paper profile): trl turns it off while sampling and back on for the update."""
     from trl import GRPOConfig
 
+    if settings.lr_schedule not in ("constant", "linear"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'linear', not {settings.lr_schedule!r}")
     cpu = torch.device(device).type == "cpu"
     return GRPOConfig(
-        output_dir=str(out), max_steps=settings.steps, learning_rate=settings.lr, lr_scheduler_type="constant",
+        output_dir=str(out), max_steps=settings.steps, learning_rate=settings.lr, lr_scheduler_type=settings.lr_schedule,
         warmup_steps=0, weight_decay=0.0, max_grad_norm=settings.max_grad_norm,
         per_device_train_batch_size=settings.clips_per_step * settings.num_generations, gradient_accumulation_steps=1,
         num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,

@@ -135,9 +135,10 @@ def test_a_finished_run_of_another_recipe_is_not_reused(finished):
     experiment._same_recipe(folder, recipe, settings)  # the same settings: reused
     older = {k: v for k, v in asdict(settings).items() if k != "lr_schedule"}  # made before the field existed
     (folder / "summary.json").write_text(json.dumps({**summary, "settings": older}))
-    experiment._same_recipe(folder, recipe, settings)  # its default ("constant") is what that run did: reused
+    experiment._same_recipe(folder, recipe, replace(settings, lr_schedule="constant"))  # its default: what it did
+    assert settings.lr_schedule == "linear"  # the recipe decays its lr: that older run is not this recipe's
     with pytest.raises(ValueError, match=r"lr_schedule 'constant' \(recipe: 'linear'\)"):
-        experiment._same_recipe(folder, recipe, replace(settings, lr_schedule="linear"))
+        experiment._same_recipe(folder, recipe, settings)
     (folder / "summary.json").write_text(json.dumps({**summary, "settings": asdict(settings)}))
     short = experiment.rl_settings(cfg, experiment.Recipe(steps=40), "A2C-R2", 0)
     with pytest.raises(ValueError, match=r"A2C-R2/seed0 holds a finished run with steps 320 \(recipe: 40\)"):

@@ -49,8 +49,8 @@ def test_dataset_rows_carry_the_images_only_prompt_and_the_reward_columns():
 def test_grpo_trains_the_adapter_against_a_frozen_copy_of_it(start_adapter, tmp_path):
     base, adapter = start_adapter
     model, processor = load_vlm(base, quantize_4bit=True, adapter=adapter, trainable=True, device="cpu")
-    settings = grpo.GRPOSettings(steps=2, clips_per_step=2, num_generations=4, lr=5e-2, beta=0.1,
-                                 max_completion_length=6)
+    settings = grpo.GRPOSettings(steps=2, clips_per_step=2, num_generations=4, lr=5e-2, lr_schedule="linear",
+                                 beta=0.1, max_completion_length=6)
     rewards = {"r2": (1.0, action_reward("label_f1")), "r3": (0.5, structure_reward), "len": (1.0, length_reward)}
     trainer = grpo.build_trainer(model, processor, _items(4), rewards, settings, tmp_path)
     lora = {n: p for n, p in trainer.model.named_parameters() if "lora_" in n}
@@ -63,6 +63,14 @@ def test_grpo_trains_the_adapter_against_a_frozen_copy_of_it(start_adapter, tmp_
                    "rewards/r2_label_f1/mean", "rewards/structure_reward/mean"):
         assert column in log and log[column].notna().all(), column
     assert log["kl"].iloc[0] == 0.0  # dropout off, and π_ref is exactly the start adapter
+    lr = log["learning_rate"].tolist()
+    assert lr[0] > lr[1] and max(lr) <= settings.lr  # lr_schedule="linear": trl's linear decay to 0
     moved = [n for n in start if ".default." in n and not torch.equal(start[n], lora[n])]
     frozen = [n for n in start if ".ref." in n and torch.equal(start[n], lora[n])]
     assert moved and frozen and len(frozen) == sum(".ref." in n for n in start)
+
+
+def test_an_unknown_lr_schedule_is_refused_before_training(tmp_path):
+    assert grpo.config(grpo.GRPOSettings(lr_schedule="linear"), tmp_path).lr_scheduler_type == "linear"
+    with pytest.raises(ValueError, match="lr_schedule must be .constant. or .linear., not 'cosine'"):
+        grpo.config(grpo.GRPOSettings(lr_schedule="cosine"), tmp_path)

@@ -48,6 +48,7 @@ from torch import nn
 
 from . import checkpoints
 from .action_reward import reward_columns
+from .config import check_lr_schedule
 from .models import keep_4bit_trainable, load_adapter_weights, reference_policy, trainable_parameters, zero_dropout
 from .sampling import Rollout, generate, hidden_size, model_device, rollout, score_tokens
 from .token_rewards import token_rewards
@@ -211,8 +212,7 @@ class A2CTrainer:
             torch.manual_seed(self.cfg.seed)
             self.value_head = (value_head or ValueHead(hidden_size(model), self.cfg.value_hidden)).to(self.device)
         self.run_dir, self.reference_adapter = Path(run_dir) if run_dir else None, reference_adapter
-        if self.cfg.lr_schedule not in ("constant", "linear"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'linear', not {self.cfg.lr_schedule!r}")
+        check_lr_schedule(self.cfg.lr_schedule)
         zero_dropout(model)
         keep_4bit_trainable(model)
         self.policy_params = trainable_parameters(model)

@@ -156,6 +156,16 @@ def model_overrides(args: argparse.Namespace) -> dict:
             if getattr(args, field, None) is not None}
 
 
+LR_SCHEDULES = ("constant", "linear")  # what A2C implements; trl's lr_scheduler_type has both names
+
+
+def check_lr_schedule(name: str) -> str:
+    """``name`` if it is one of :data:`LR_SCHEDULES` (A2C's and GRPO's ``lr_schedule``), else a clear error."""
+    if name not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be 'constant' or 'linear', not {name!r}")
+    return name
+
+
 def dataclass_overrides(pairs: list[str], cls, where: str) -> dict:
     """``key=value`` pairs from a command line as typed fields of dataclass ``cls`` (each value converted
     to its field default's type; ``None`` for None; ``true``/``false`` for a bool); a clear error names

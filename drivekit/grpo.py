@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from . import prompts
-from .config import Config
+from .config import Config, check_lr_schedule
 
 
 @dataclass(frozen=True)
@@ -103,11 +103,10 @@ def config(settings: GRPOSettings, out: str | Path, device: torch.device | str =
     on in the paper profile): trl turns it off while sampling and back on for the update."""
     from trl import GRPOConfig
 
-    if settings.lr_schedule not in ("constant", "linear"):
-        raise ValueError(f"lr_schedule must be 'constant' or 'linear', not {settings.lr_schedule!r}")
     cpu = torch.device(device).type == "cpu"
     return GRPOConfig(
-        output_dir=str(out), max_steps=settings.steps, learning_rate=settings.lr, lr_scheduler_type=settings.lr_schedule,
+        output_dir=str(out), max_steps=settings.steps, learning_rate=settings.lr,
+        lr_scheduler_type=check_lr_schedule(settings.lr_schedule),
         warmup_steps=0, weight_decay=0.0, max_grad_norm=settings.max_grad_norm,
         per_device_train_batch_size=settings.clips_per_step * settings.num_generations, gradient_accumulation_steps=1,
         num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,

@@ -1,9 +1,10 @@
-"""A2C benchmarks (issue 5): rollout throughput, and A2C from SFT against SFT on the toy test split.
+"""A2C benchmarks: rollout throughput, and A2C from SFT against SFT on the toy test split.
 
-    python benchmarks/bench_a2c.py rollout [--start sft|base] [--clips 64] [--batch 32] [--new-tokens 32]
-    python benchmarks/bench_a2c.py a2c [--steps N] [--r2 bleu] [--alpha 1] [--beta 1] [--out runs/a2c-bench]
+    python benchmarks/bench_a2c.py rollout [--start sft|base] [--clips 64] [--batch 32] [--new-tokens 32] [--out FILE]
+    python benchmarks/bench_a2c.py a2c [--steps N] [--r2 bleu] [--r1-weight 1] [--r2-weight 1] [--run-dir runs/a2c-bench]
+                                       [--out FILE]
 
-``rollout``: samples/s of drivekit's batched, KV-cached rollout (``drivekit.sampling.rollout``, which
+``rollout``: samples/s of drivekit's batched, KV-cached rollout (``drivekit.a2c.rollout``, which
 also records every token's log-prob and value) against per-sample generation on the same
 policy (the 4-bit tiny model with the SFT adapter, or with ``--start base`` a fresh adapter on
 the pretrained model, which writes Stage-1 scene descriptions): transformers' ``generate`` with
@@ -12,9 +13,12 @@ temperature 1; the same clips for every method. The clips' frames are preprocess
 inputs once, before timing (the image processor's cost is the same for every method).
 
 ``a2c``: starts from the SFT adapter, scores SFT's greedy answers on the toy test split, trains
-A2C with the tiny defaults (``drivekit.a2c.A2CConfig.tiny``, R = α·R1 + β·R2), then scores A2C's
+A2C with the tiny defaults (``drivekit.a2c.A2CSettings.tiny``, R = w1·R1 + w2·R2), then scores A2C's
 greedy answers the same way: mean test reward R (and its components), sample-level F1_act and
-F1_rsn. Writes ``<out>/predictions.jsonl`` (SFT's JSONL format) and ``<out>/bench.json``.
+F1_rsn. Writes ``<run-dir>/predictions.jsonl`` (SFT's JSONL format).
+
+Both write their numbers to ``benchmarks/results/a2c.json`` (``record.py``; ``results.kind`` says
+which) and print them as JSON.
 """
 from __future__ import annotations
 
@@ -27,7 +31,10 @@ from pathlib import Path
 
 import torch
 
-from drivekit import a2c, a2c_stage, config, evaluation, models, prompts, sampling, sft_stage, toy_split
+from drivekit import a2c, a2c_stage, config, evaluation, models, prompts, sft_stage, toy_split
+from drivekit.weighted_reward import RewardSettings, make_reward
+
+import record
 
 
 def _fingerprint(cfg) -> dict:
@@ -57,14 +64,14 @@ def bench_rollout(a) -> dict:
     model.eval()
     items = toy_split.dataset_items(toy_split.toy_data(cfg).test)[: a.clips]
     eos, pad = prompts.end_of_utterance_id(processor), processor.tokenizer.pad_token_id
-    head = a2c.ValueHead(sampling.hidden_size(model))
+    head = a2c.ValueHead(a2c.hidden_size(model))
     encoded = {size: [prompts.encode(processor, [it["images"] for it in items[s:s + size]])
                       for s in range(0, len(items), size)] for size in (a.batch, 1)}
 
     def batched(size):
         tokens = 0
         for s, x in zip(range(0, len(items), size), encoded[size]):
-            roll = sampling.rollout(model, head, x, max_new_tokens=a.new_tokens, eos_ids=[eos],
+            roll = a2c.rollout(model, head, x, max_new_tokens=a.new_tokens, eos_ids=[eos],
                               pad_id=pad, temperature=1.0, generator=torch.Generator().manual_seed(s))
             tokens += int(roll.mask.sum())
         return tokens
@@ -102,22 +109,23 @@ def bench_rollout(a) -> dict:
 
 def bench_a2c(a) -> dict:
     cfg = config.load()
-    out = Path(a.out)
+    out = Path(a.run_dir)
     (model, processor, reference), load_s = _load(cfg)
     data = toy_split.toy_data(cfg)
     train, test = toy_split.dataset_items(data.train), toy_split.dataset_items(data.test)
-    from drivekit.rewards import ClipReward
+    from drivekit.clip_reward import ClipReward
 
     r1 = ClipReward.from_config(cfg)
-    reward = a2c_stage.make_reward(cfg, "action", a.alpha, a.beta, a.r2, clip_reward=r1)
-    eval_reward = reward if a.eval_r2 == a.r2 else a2c_stage.make_reward(cfg, "action", a.alpha, a.beta, a.eval_r2, clip_reward=r1)
+    weights = RewardSettings(r1_weight=a.r1_weight, r2_weight=a.r2_weight, r2=a.r2)
+    reward = make_reward(weights, r1)
+    eval_reward = reward if a.eval_r2 == a.r2 else make_reward(weights.replace(r2=a.eval_r2), r1)
     changes = {k: v for k, v in dict(steps=a.steps, lr=a.lr, batch_size=a.batch, kl_coef=a.kl,
                                       entropy_coef=a.entropy, temperature=a.temperature, reward_mode=a.mode,
-                                      gamma=a.gamma, top_k=a.top_k, samples_per_clip=a.samples_per_clip,
+                                      discount=a.discount, top_k=a.top_k, samples_per_clip=a.samples_per_clip,
                                       seed=a.seed, normalize_advantages=a.normalize, value_lr=a.value_lr,
                                       critic_warmup=a.critic_warmup).items()
                if v is not None}
-    settings = a2c.A2CConfig.tiny(**changes, alpha=a.alpha, beta=a.beta, r2=a.r2)
+    settings = a2c.A2CSettings.tiny(**changes)
     trainer = a2c_stage.build_trainer(cfg, train, reward, settings, policy=(model, processor, reference), run_dir=out / "run")
     t0 = time.perf_counter()
     sft_rows = a2c_stage.predictions(trainer, test)
@@ -129,14 +137,12 @@ def bench_a2c(a) -> dict:
     evaluation.write_predictions(a2c_rows, out / "predictions.jsonl")
     table = evaluation.compare({"SFT": sft_rows, "A2C": a2c_rows}, eval_reward)
     print(table.round(4).to_string())
-    result = dict(kind="a2c", date=str(date.today()), models=_fingerprint(cfg), config=settings.__dict__, alpha=a.alpha, beta=a.beta, r2=a.r2,
-                  eval_r2=a.eval_r2, n_train=len(train), n_test=len(test), table=table.round(4).to_dict(orient="index"),
-                  train_seconds=round(train_s, 1), seconds_per_step=round(train_s / max(1, len(log)), 2),
-                  eval_seconds=round(eval_s, 1), load_seconds=round(load_s, 1), skipped=int(log["skipped"].sum()),
-                  threads=torch.get_num_threads(), load=os.getloadavg(),
-                  reward_first_last=[float(log["reward"].head(10).mean()), float(log["reward"].tail(10).mean())])
-    (out / "bench.json").write_text(json.dumps(result, indent=1, default=str))
-    return result
+    return dict(kind="a2c", date=str(date.today()), models=_fingerprint(cfg), config=settings.__dict__, reward=weights.__dict__,
+                eval_r2=a.eval_r2, n_train=len(train), n_test=len(test), table=table.round(4).to_dict(orient="index"),
+                train_seconds=round(train_s, 1), seconds_per_step=round(train_s / max(1, len(log)), 2),
+                eval_seconds=round(eval_s, 1), load_seconds=round(load_s, 1), skipped=int(log["skipped"].sum()),
+                threads=torch.get_num_threads(), load=os.getloadavg(),
+                reward_first_last=[float(log["reward"].head(10).mean()), float(log["reward"].tail(10).mean())])
 
 
 def main() -> None:
@@ -147,6 +153,7 @@ def main() -> None:
     r.add_argument("--clips", type=int, default=64)
     r.add_argument("--batch", type=int, default=32)
     r.add_argument("--new-tokens", type=int, default=32)
+    record.add_out_option(r, "a2c")
     b = sub.add_parser("a2c")
     b.add_argument("--steps", type=int)
     b.add_argument("--lr", type=float)
@@ -154,7 +161,7 @@ def main() -> None:
     b.add_argument("--kl", type=float)
     b.add_argument("--entropy", type=float)
     b.add_argument("--temperature", type=float)
-    b.add_argument("--gamma", type=float)
+    b.add_argument("--discount", type=float, help="γ of the returns")
     b.add_argument("--top-k", type=int)
     b.add_argument("--samples-per-clip", type=int)
     b.add_argument("--value-lr", type=float)
@@ -162,15 +169,19 @@ def main() -> None:
     b.add_argument("--mode", choices=["incremental", "terminal"])
     b.add_argument("--seed", type=int, help="A2C seed (batches, sampling, value head)")
     b.add_argument("--normalize", action=argparse.BooleanOptionalAction, help="whiten advantages over the batch")
-    b.add_argument("--alpha", type=float, default=a2c.A2CConfig.tiny().alpha)
-    b.add_argument("--beta", type=float, default=a2c.A2CConfig.tiny().beta)
-    b.add_argument("--r2", default=a2c.A2CConfig.tiny().r2)
+    b.add_argument("--r1-weight", type=float, default=RewardSettings.tiny().r1_weight)
+    b.add_argument("--r2-weight", type=float, default=RewardSettings.tiny().r2_weight)
+    b.add_argument("--r2", default=RewardSettings.tiny().r2)
     b.add_argument("--eval-r2", default="bleu", help="R2 variant of the reported test reward R")
-    b.add_argument("--out", default=str(config.load().runs_dir / "a2c-bench"))
+    b.add_argument("--run-dir", default=str(config.load().runs_dir / "a2c-bench"),
+                   help="the A2C run and its test predictions")
     b.add_argument("--quiet", action="store_true")
+    record.add_out_option(b, "a2c")
     a = p.parse_args()
+    record.check("a2c", a.out)
     result = bench_rollout(a) if a.what == "rollout" else bench_a2c(a)
     print(json.dumps(result, default=str))
+    print(f"wrote {record.write('a2c', result, a.out)}")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
-"""JSON-stage A2C benchmark (issue 6): RL-JSON against SFT-JSON on the toy test split.
+"""JSON-stage A2C benchmark: RL-JSON against SFT-JSON on the toy test split.
 
     python benchmarks/bench_json_rl.py [--seed S] [--steps N] [--lr LR] [--critic-warmup K] [--value-lr LR]
                                        [--kl C] [--batch B] [--temperature T] [--top-p P] [--normalize]
-                                       [--out runs/json-rl-bench]
+                                       [--run-dir runs/json-rl-bench] [--out FILE]
 
 Starts from the SFT-JSON adapter of ``drivekit.json_stage`` (``runs/json/sft``; trained from the
 plain SFT adapter when missing), scores its greedy JSON answers on the toy test split, trains A2C
-with R = α·R1 + β·R2 + γ·R3 (the profile's ``json_stage.stage_for`` defaults, any A2C setting
+with R = w1·R1 + w2·R2 + w3·R3 (the profile's ``JsonSettings`` defaults, any A2C setting
 overridable), then scores RL-JSON's greedy answers the same way: JSON validity, sample-level
-F1_act / F1_rsn and the mean test reward R with its terms. Writes ``<out>/predictions.jsonl``
-and ``<out>/bench.json``.
+F1_act / F1_rsn and the mean test reward R with its terms. Writes ``<run-dir>/predictions.jsonl``,
+and the numbers to ``benchmarks/results/json_rl.json`` (``record.py``), which it also prints as JSON.
 """
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from pathlib import Path
 
 import torch
 
-from drivekit import a2c_stage, config, evaluation, json_reward, json_stage, sft_stage, toy_split
-from drivekit.rewards import ClipReward
+from drivekit import a2c_stage, config, evaluation, json_stage, sft_stage, toy_split
+from drivekit.clip_reward import ClipReward
+
+import record
 
 
 def main() -> None:
@@ -39,11 +41,14 @@ def main() -> None:
     p.add_argument("--temperature", type=float)
     p.add_argument("--top-p", type=float)
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, help="whiten advantages over the batch")
-    p.add_argument("--out", default=str(config.load().runs_dir / "json-rl-bench"))
+    p.add_argument("--run-dir", default=str(config.load().runs_dir / "json-rl-bench"),
+                   help="the A2C run and its test predictions")
+    record.add_out_option(p, "json_rl")
     a = p.parse_args()
+    record.check("json_rl", a.out)
 
     cfg = config.load()
-    stage = json_stage.stage_for(cfg)
+    stage = config.profile_defaults(json_stage.JsonSettings, cfg)
     result = json_stage.artifacts(cfg)
     if not result.sft.complete():
         sft_stage.run(cfg, stage.sft_settings(cfg), result.sft.dir, progress=False, start=sft_stage.ensure(cfg).best)
@@ -51,11 +56,11 @@ def main() -> None:
                                       value_lr=a.value_lr, kl_coef=a.kl, batch_size=a.batch,
                                       temperature=a.temperature, top_p=a.top_p,
                                       normalize_advantages=a.normalize).items() if v is not None}
-    a2c = stage.a2c_config(cfg).replace(**changes)
-    reward = json_reward.json_reward(ClipReward.from_config(cfg), stage.alpha, stage.beta, stage.gamma, stage.r2)
+    a2c = stage.a2c_settings(cfg).replace(**changes)
+    reward = stage.make_reward(ClipReward.from_config(cfg))
     data = toy_split.toy_data(cfg)
     train, test = toy_split.dataset_items(data.train), toy_split.dataset_items(data.test)
-    out = Path(a.out)
+    out = Path(a.run_dir)
     trainer = a2c_stage.build_trainer(cfg, train, reward, a2c, start=result.sft.best, run_dir=out / "run")
 
     def answers():
@@ -75,8 +80,8 @@ def main() -> None:
                  n_test=len(test), table=table.round(4).to_dict(orient="index"), train_seconds=round(train_s, 1),
                  skipped=int(log["skipped"].sum()), threads=torch.get_num_threads(), load=os.getloadavg(),
                  train_reward_first_last=[float(policy["reward"].head(8).mean()), float(policy["reward"].tail(8).mean())])
-    (out / "bench.json").write_text(json.dumps(bench, indent=1, default=str))
     print(json.dumps(bench, default=str))
+    print(f"wrote {record.write('json_rl', bench, a.out)}")
 
 
 if __name__ == "__main__":

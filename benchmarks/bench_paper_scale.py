@@ -1,4 +1,4 @@
-"""The paper profile at its real size (issue 15): peak memory and seconds of one SFT step, one A2C
+"""The paper profile at its real size: peak memory and seconds of one SFT step, one A2C
 step, one GRPO step and one prediction batch of SmolVLM-256M-Instruct or SmolVLM-Instruct.
 
     python benchmarks/bench_paper_scale.py --model 256m|instruct [--device cpu|cuda] [--batch N]
@@ -13,8 +13,8 @@ loaded like a downloaded model. The frames are synthetic 1280x720 scenes, one pe
 
 Everything else is the paper profile's (``config.load("paper", vlm=<stand-in>)``): 4-bit NF4 QLoRA,
 the compute dtype of the device (``models.compute_dtype``: float32 on a CPU, bf16 on Ampere or
-newer, fp16 on a T4), ``sft.settings_for`` (LoRA, gradient checkpointing, eval batch size) and
-``a2c_stage.a2c_settings`` (64 new tokens, top-p 0.9, KL to the SFT adapter). ``--lora``,
+newer, fp16 on a T4), ``SFTSettings.paper`` (LoRA, gradient checkpointing, eval batch size) and
+``A2CSettings.paper`` (64 new tokens, top-p 0.9, KL to the SFT adapter). ``--lora``,
 ``--no-checkpointing``, ``--image-edge`` and ``--no-image-splitting`` change one setting for a
 comparison. Batch sizes default to the paper's: SFT 4 clips (per micro-batch; gradient
 accumulation adds no activations), A2C 4 completions, GRPO 4 completions (one clip's group of 4,
@@ -36,8 +36,8 @@ A random model never writes its end token, so every completion runs to its lengt
 worst case for memory. Each phase runs in its own process and reports the peak over the phase
 (the model already loaded): on a CPU the peak resident set size (``VmHWM``, reset through
 ``/proc/self/clear_refs`` when the phase starts), on a GPU ``torch.cuda.max_memory_allocated``;
-``loaded_gb`` is what the loaded model holds before it. Prints a table and writes JSON
-(``--out``, default ``<work>/bench.json``).
+``loaded_gb`` is what the loaded model holds before it. Prints a table and writes the rows to
+``benchmarks/results/paper_scale.json`` (``record.py``; ``results.rows``) or ``--out FILE``.
 """
 from __future__ import annotations
 
@@ -54,8 +54,10 @@ from pathlib import Path
 
 import torch
 
+import record
+
 PHASES = ("sft", "a2c", "grpo", "predict")
-PAPER_BATCH = {"sft": "batch_size", "predict": "eval_batch_size"}  # SFTSettings fields; A2C: A2CConfig.batch_size
+PAPER_BATCH = {"sft": "batch_size", "predict": "eval_batch_size"}  # SFTSettings fields; A2C: A2CSettings.batch_size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,9 +135,9 @@ def items(frames: Path, n: int) -> list[dict]:
 # One phase (in its own process)
 # ---------------------------------------------------------------------------------------------
 def settings_of(a, cfg):
-    from drivekit import sft
+    from drivekit import config, sft
 
-    settings = sft.settings_for(cfg)
+    settings = config.profile_defaults(sft.SFTSettings, cfg)
     if a.lora != "profile":
         settings = replace(settings, lora=replace(settings.lora, vision=a.lora == "all"))
     if a.no_checkpointing:
@@ -144,15 +146,15 @@ def settings_of(a, cfg):
 
 
 def run_phase(a) -> dict:
-    from drivekit import a2c_stage, config, models, sft
-    from drivekit.action_reward import combined_reward
+    from drivekit import a2c, a2c_stage, config, models, sft
+    from drivekit.weighted_reward import RewardSettings, make_reward
 
     device = torch.device(a.device)
     cfg = config.load("paper", vlm=str(a.work / f"smolvlm-{a.model}"), image_edge=a.image_edge,
                       image_splitting=False if a.no_image_splitting else None)
     settings = settings_of(a, cfg)
     adapter = a.work / f"sft-adapter-{a.lora}"
-    batch = a.batch or (a2c_stage.a2c_settings(cfg).batch_size if a.phase in ("a2c", "grpo") else
+    batch = a.batch or (config.profile_defaults(a2c.A2CSettings, cfg).batch_size if a.phase in ("a2c", "grpo") else
                         getattr(settings, PAPER_BATCH[a.phase]))
     clips = items(a.work / "frames", batch)
     t0 = time.perf_counter()
@@ -177,8 +179,9 @@ def run_phase(a) -> dict:
         if not adapter.is_dir():
             raise SystemExit(f"no SFT adapter at {adapter}: run the sft phase first")
         policy = a2c_stage.load_policy(cfg, start=adapter, device=device, sft=settings)
-        trainer = a2c_stage.build_trainer(cfg, clips, combined_reward(r1=None, r2="bleu"),
-                                          a2c_stage.a2c_settings(cfg, batch_size=batch, steps=1), policy=policy)
+        trainer = a2c_stage.build_trainer(cfg, clips, make_reward(RewardSettings(r2="bleu")),
+                                          config.profile_defaults(a2c.A2CSettings, cfg, batch_size=batch, steps=1),
+                                          policy=policy)
         loaded, t1, c1 = memory(device), time.perf_counter(), time.process_time()
         reset_peak(device)
         row = trainer.step()
@@ -187,16 +190,15 @@ def run_phase(a) -> dict:
         info.update(length=row["length"], rollout_s=round(row["rollout_s"], 1), kl=round(row["kl"], 4))
     elif a.phase == "grpo":
         from drivekit import grpo
-        from drivekit.action_reward import action_reward
 
         if not adapter.is_dir():
             raise SystemExit(f"no SFT adapter at {adapter}: run the sft phase first")
         model, processor = models.load_vlm(cfg, adapter=adapter, trainable=True, device=device,
                                            gradient_checkpointing=settings.gradient_checkpointing)
-        group = max(2, min(grpo.settings_for(cfg).num_generations, batch))  # GRPO needs 2 answers a clip
+        group = max(2, min(config.profile_defaults(grpo.GRPOSettings, cfg).num_generations, batch))  # 2 answers a clip at least
         n_clips = max(1, batch // group)
-        trainer = grpo.build_trainer(model, processor, clips[:n_clips], {"r2": (1.0, action_reward("bleu"))},
-                                     grpo.settings_for(cfg, steps=1, clips_per_step=n_clips, num_generations=group),
+        settings = config.profile_defaults(grpo.GRPOSettings, cfg, steps=1, clips_per_step=n_clips, num_generations=group)
+        trainer = grpo.build_trainer(model, processor, clips[:n_clips], make_reward(RewardSettings(r2="bleu")), settings,
                                      a.work / "grpo")
         loaded, t1, c1 = memory(device), time.perf_counter(), time.process_time()
         reset_peak(device)
@@ -226,18 +228,6 @@ def run_phase(a) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Driver
 # ---------------------------------------------------------------------------------------------
-def versions() -> dict:
-    import bitsandbytes
-    import peft
-    import transformers
-
-    out = dict(torch=torch.__version__, transformers=transformers.__version__, peft=peft.__version__,
-               bitsandbytes=bitsandbytes.__version__, threads=torch.get_num_threads())
-    if torch.cuda.is_available():
-        out["gpu"] = torch.cuda.get_device_name()
-    return out
-
-
 def table(rows: list[dict]) -> str:
     cols = ("model", "device", "phase", "batch", "lora", "checkpointing", "peak_gb", "loaded_gb", "seconds")
     lines = [" | ".join(cols), " | ".join("---" for _ in cols)]
@@ -259,12 +249,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-checkpointing", action="store_true")
     p.add_argument("--frames", type=int, default=8, help="distinct synthetic frames (clips repeat them)")
     p.add_argument("--work", type=Path, default=Path("/tmp/drivekit-paper-scale"))
-    p.add_argument("--out", type=Path)
+    record.add_out_option(p, "paper_scale")
     p.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)  # internal: run one phase, print its row
     a = p.parse_args(argv)
     if a.phase:
         print("RESULT " + json.dumps(run_phase(a)), flush=True)
         return
+    record.check("paper_scale", a.out)
     prepare(a)
     rows = []
     for phase in a.phases.split(","):
@@ -277,9 +268,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"phase {phase} failed (exit {done.returncode})")
         rows.append(json.loads(result[0]))
         print(f"{phase}: {rows[-1]}  ({time.perf_counter() - t0:.0f} s with loading)", flush=True)
-    out = a.out or a.work / f"bench-{a.model}-{a.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(versions=versions(), rows=rows), indent=1))
+    out = record.write("paper_scale", dict(rows=rows), a.out)
     print(table(rows))
     print(f"wrote {out}")
 

@@ -3,24 +3,20 @@
 Loads the model (no adapter), lets it describe each toy-test clip from the frames alone (as in
 pretraining), parses each description back into scene elements (``drivekit.perception``) and compares
 them with the scene's own. Prints per-element accuracy and the lead car's confusion matrix and writes
-``benchmarks/results/perception.json``.
+``benchmarks/results/perception.json`` (``record.py``) or ``--out FILE``.
 
     python benchmarks/bench_perception.py [--model DIR] [--clips N] [--threads N] [--out FILE]
     python benchmarks/bench_perception.py --fresh N [--out FILE]   # N new scenes, turning lead cars too
 """
 import argparse
-import json
 import time
-from pathlib import Path
 
-import tokenizers
 import torch
-import transformers
 
 from drivekit import config, perception
 from drivekit.models import load_vlm
 
-RESULTS = Path(__file__).resolve().parent / "results" / "perception.json"
+import record
 
 
 def main() -> None:
@@ -32,8 +28,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    record.add_out_option(p, "perception")
     a = p.parse_args()
+    record.check("perception", a.out)
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = config.load("tiny")
@@ -50,16 +47,13 @@ def main() -> None:
            "unparsed_sentences": result["unparsed_sentences"], "passes_targets": perception.passes(result),
            "model": str(a.model), "clips": f"fresh, seed {a.fresh_seed}" if a.fresh else "toy test split",
            "n_clips": result["n_clips"], "seconds": round(seconds, 1),
-           "torch_threads": torch.get_num_threads(), "samples": result["samples"],
-           "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                        "tokenizers": tokenizers.__version__}}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=1))
+           "torch_threads": torch.get_num_threads(), "samples": result["samples"]}
+    written = record.write("perception", out, a.out)
     print(perception.table(result))
     recall = "  ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in out["lead_recall"].items())
     print(f"\nlead recall: {recall}\nall elements right: {out['all_elements']:.3f}   unparsed sentences: "
           f"{out['unparsed_sentences']:.3f}   targets met: {out['passes_targets']}\n"
-          f"{out['n_clips']} clips, {seconds:.0f} s, {torch.get_num_threads()} threads -> {a.out}")
+          f"{out['n_clips']} clips, {seconds:.0f} s, {torch.get_num_threads()} threads -> {written}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Tiny-profile SFT quality over seeds: F1_act / F1_rsn (sample-level) on the toy test split (issues 3, 13).
+"""Tiny-profile SFT quality over seeds: F1_act / F1_rsn (sample-level) on the toy test split.
 
 Runs ``drivekit.sft_stage.run`` with the tiny profile's default settings (the ones notebook 02 uses),
 one folder per method and seed, and prints the scores, the share of unparseable answers, the
@@ -9,11 +9,12 @@ per-class F1 of "Road is clear" and the timings. Methods:
   epochs (default 2: about as many clip passes as SFT's 12 epochs of 253), the reference of what
   labels alone can give.
 
-Writes ``--json`` (default ``benchmarks/results/sft.json``): ``{"seeds": [...], "SFT": {"f1_act":
-[...], "f1_rsn": [...], ...}, "SFT-all": {...}}`` with mean and sd (``drivekit.stats``).
+Writes ``benchmarks/results/sft.json`` (``record.py``) or ``--out FILE``, whose ``results`` are
+``{"seeds": [...], "SFT": {"f1_act": [...], "f1_rsn": [...], ...}, "SFT-all": {...}}`` with mean
+and sd (``drivekit.stats``).
 
     python benchmarks/bench_sft.py [--seed 0 1 2] [--methods SFT SFT-all] [--epochs E] [--lr LR]
-        [--all-epochs E] [--threads N] [--json FILE]
+        [--all-epochs E] [--threads N] [--run-dir DIR] [--out FILE]
 """
 import argparse
 import json
@@ -23,6 +24,8 @@ from pathlib import Path
 import torch
 
 from drivekit import config, sft, sft_stage, stats
+
+import record
 
 LABELS = {"SFT": "subset", "SFT-all": "all"}
 
@@ -35,10 +38,11 @@ def main() -> None:
     p.add_argument("--all-epochs", type=float, default=2.0, help="epochs of SFT-all")
     p.add_argument("--lr", type=float)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--out", type=Path, default=config.HOME / "runs" / "bench-sft")
-    p.add_argument("--json", type=Path, help="results file (default: benchmarks/results/sft.json when run over "
-                                             "several seeds)")
+    p.add_argument("--run-dir", type=Path, default=config.HOME / "runs" / "bench-sft",
+                   help="one run folder per method and seed")
+    record.add_out_option(p, "sft")
     a = p.parse_args()
+    record.check("sft", a.out)
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = config.load("tiny")
@@ -48,9 +52,10 @@ def main() -> None:
         changes = {k: v for k, v in (("epochs", epochs), ("lr", a.lr)) if v is not None}
         runs = []
         for seed in a.seed:
-            settings = sft.settings_for(cfg, seed=seed, **changes)
+            settings = config.profile_defaults(sft.SFTSettings, cfg, seed=seed, **changes)
             t0 = time.perf_counter()
-            result = sft_stage.run(cfg, settings, a.out / method / f"seed{seed}", progress=False, labels=LABELS[method])
+            result = sft_stage.run(cfg, settings, a.run_dir / method / f"seed{seed}", progress=False,
+                                   labels=LABELS[method])
             s = json.loads(result.summary.read_text())
             s["road_clear_f1"] = s["report"]["reasons"]["f1"]["f_road_clear"]
             runs.append(s)
@@ -68,10 +73,7 @@ def main() -> None:
         for key in ("f1_act", "f1_rsn"):
             m = entry["summary"][key]
             print(f"{method} {key}: {m['mean']:.4f} ± {m['sd']:.4f} (sd over {len(a.seed)} seeds)")
-    out = a.json or (Path(__file__).parent / "results" / "sft.json" if len(a.seed) > 1 else None)
-    if out:
-        out.write_text(json.dumps(results, indent=1))
-        print(f"wrote {out}")
+    print(f"wrote {record.write('sft', results, a.out)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""SFT throughput (samples/s): drivekit's loop vs transformers' ``Trainer`` (issue 3).
+"""SFT throughput (samples/s): drivekit's loop vs transformers' ``Trainer``.
 
 Both train the same QLoRA-wrapped tiny model (``load_vlm(cfg, lora=...)``, loaded afresh for each
 run) on the same toy train clips with the same collator, batch size, optimiser (AdamW), schedule
@@ -6,7 +6,10 @@ and number of optimiser steps; the ``Trainer`` neither evaluates nor saves, driv
 validates and saves a checkpoint once, on a single validation batch, at its last step. Runs
 alternate between the two loops so that a change in machine load hits both.
 
-    python benchmarks/bench_sft_throughput.py [--steps 32] [--repeats 3] [--threads N]
+    python benchmarks/bench_sft_throughput.py [--steps 32] [--repeats 3] [--threads N] [--out FILE]
+
+Writes ``benchmarks/results/sft_throughput.json`` (``record.py``): samples/s of both loops per run
+and the ratios.
 """
 import argparse
 import tempfile
@@ -18,6 +21,8 @@ from torch.utils.data import Subset
 from transformers import Trainer, TrainingArguments
 
 from drivekit import config, models, sft, toy_split
+
+import record
 
 
 def drivekit_loop(cfg, settings, data, steps: int) -> float:
@@ -53,22 +58,28 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=32, help="optimiser steps per run")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    record.add_out_option(p, "sft_throughput")
     a = p.parse_args()
+    record.check("sft_throughput", a.out)
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = config.load("tiny")
-    settings = replace(sft.settings_for(cfg), val_size=8, eval_batch_size=8)
+    settings = config.profile_defaults(sft.SFTSettings, cfg, val_size=8, eval_batch_size=8)
     data = toy_split.toy_data(cfg, settings.val_size)
     a.steps = min(a.steps, len(data.train) // settings.batch_size)
-    ratios = []
+    ratios, runs = [], []
     for repeat in range(a.repeats):
         ours, theirs = drivekit_loop(cfg, settings, data, a.steps), trainer_loop(cfg, settings, data, a.steps)
         ratios.append(ours / theirs)
+        runs.append(dict(drivekit_samples_per_s=ours, trainer_samples_per_s=theirs, ratio=ratios[-1]))
         print(f"run {repeat}: drivekit {ours:.2f} samples/s   Trainer {theirs:.2f} samples/s   ratio {ratios[-1]:.3f}",
               flush=True)
     ratios.sort()
     print(f"{a.steps} steps x batch {settings.batch_size}, threads {torch.get_num_threads()}: "
           f"median ratio drivekit/Trainer {ratios[len(ratios) // 2]:.3f} (min {ratios[0]:.3f}, max {ratios[-1]:.3f})")
+    results = dict(steps=a.steps, batch_size=settings.batch_size, threads=torch.get_num_threads(), runs=runs,
+                   median_ratio=ratios[len(ratios) // 2], min_ratio=ratios[0], max_ratio=ratios[-1])
+    print(f"wrote {record.write('sft_throughput', results, a.out)}")
 
 
 if __name__ == "__main__":

@@ -3,12 +3,11 @@
     python benchmarks/versions.py
 
 pyproject.toml bounds the libraries that decide the numbers to these minor versions, so that a
-fresh install draws what RESULTS.md was measured with.
+fresh install draws what RESULTS.md was measured with. Every results file records them too
+(``record.py``, ``versions``; torch's thread count is under ``machine`` there).
 """
 import platform
 from importlib.metadata import PackageNotFoundError, version
-
-import torch
 
 PACKAGES = ["torch", "torchvision", "transformers", "tokenizers", "safetensors", "accelerate", "peft",
             "bitsandbytes", "trl", "open_clip_torch", "xgrammar", "sacrebleu", "numpy", "pillow", "scikit-learn",
@@ -16,13 +15,13 @@ PACKAGES = ["torch", "torchvision", "transformers", "tokenizers", "safetensors",
 
 
 def versions() -> dict[str, str]:
+    """Python's version and each of ``PACKAGES``' installed version (or "not installed")."""
     found = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = "not installed"
-    found["torch threads"] = str(torch.get_num_threads())
     return found
 
 

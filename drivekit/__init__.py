@@ -2,32 +2,36 @@
 
 Layers import downwards only (``tests/test_layers.py`` checks every import, deferred ones too):
 
-1. labels & config   ``taxonomy`` (actions, reasons, their order) · ``config`` (tiny / paper profiles)
+1. labels & config   ``taxonomy`` (actions, reasons, their order) · ``config`` (tiny / paper profiles,
+                     ``profile_defaults`` of every settings class)
 2. data              ``bddoia`` (official-layout reader, torch dataset) · ``scene`` (scene graph, rule
                      table, descriptions) · ``render`` (frames of a scene) · ``synthetic`` (the dataset
                      writer) · ``toy_split`` (the proposal's split, as datasets)
-3. text formats      ``formats`` (plain target and parser) · ``json_output`` (schema, JSON targets,
-                     parser, structure score) · ``metrics`` · ``stats`` (spread over seeds, paired
-                     clip-by-clip tests) · ``evaluation`` (prediction rows, F1 reports, comparison
-                     tables) · ``plots``
+3. text formats      ``formats`` (plain target and parser, completion text) · ``json_output`` (schema,
+                     JSON targets, parser, structure score) · ``metrics`` · ``stats`` (spread over
+                     seeds, paired clip-by-clip tests) · ``evaluation`` (prediction rows, F1 reports,
+                     comparison tables) · ``plots``
 4. models            ``prompts`` (images-only chat prompts) · ``models`` (VLM loading, QLoRA, adapters)
                      · ``zoo`` (the tiny VLM) · ``perception`` (its descriptions read back element by
                      element) · ``smolvlm`` (SmolVLM's published configs, random-init
                      stand-ins) · ``constrained`` (grammar-constrained decoding) ·
                      ``clip`` (CLIP loading and training) · ``clip_eval`` (CLIP retrieval checks)
-5. rewards           ``rewards`` (R1, CLIP) · ``action_reward`` (R2 variants, the weighted sum) ·
-                     ``json_reward`` (R1/R2 on JSON outputs, R3)
-6. algorithms        ``sft`` (the QLoRA SFT loop) · ``sampling`` (KV-cached rollouts, token scores) ·
-                     ``token_rewards`` (terminal / incremental) · ``a2c`` (A2C, one file) ·
-                     ``grpo`` (GRPO through trl) · ``checkpoints`` (numbered checkpoint folders)
+5. rewards           ``clip_reward`` (R1) · ``action_reward`` (R2 variants) · ``structure_reward`` (R3)
+                     · ``weighted_reward`` (R = w1·R1 + w2·R2 + w3·R3, one object for A2C and GRPO;
+                     ``RewardSettings``)
+6. algorithms        ``sft`` (the QLoRA SFT loop) · ``a2c`` (A2C in one file: rollout, per-token
+                     rewards, value head, returns, losses, trainer, checkpoints) · ``grpo`` (GRPO
+                     through trl) · ``checkpoints`` (numbered checkpoint folders, SFT's and A2C's)
 7. stages            ``runs`` (a stage's run directory, ``ensure``) · ``sft_stage`` · ``a2c_stage`` ·
-                     ``json_stage`` · ``widgets`` · ``experiment`` (RL against SFT over seeds)
+                     ``grpo_stage`` · ``json_stage`` · ``widgets`` · ``experiment`` (RL against SFT
+                     over seeds)
 8. entry points      ``__main__`` (``python -m drivekit``) · ``reproduce`` (run the notebooks)
 
 Notebooks: 00 ``bddoia``, ``scene``, ``synthetic``, ``plots`` · 01 ``toy_split`` · 02 ``sft``,
-``sft_stage``, ``models``, ``prompts`` · 03 ``clip``, ``clip_eval``, ``rewards`` · 04 ``a2c``,
-``a2c_stage``, ``action_reward``, ``widgets`` · 05 ``json_stage``, ``json_output``, ``json_reward`` ·
-06 ``evaluation``, ``metrics``, ``stats``, ``plots``.
+``sft_stage``, ``models``, ``prompts``, ``perception`` · 03 ``clip``, ``clip_eval``, ``clip_reward`` ·
+04 ``a2c``, ``a2c_stage``, ``action_reward``, ``weighted_reward``, ``experiment``, ``widgets`` ·
+05 ``json_stage``, ``json_output``, ``structure_reward`` · 06 ``evaluation``, ``metrics``, ``stats``,
+``plots``.
 """
 
 __version__ = "0.1.0"
@@ -39,8 +43,8 @@ LAYERS = {
     "bddoia": 2, "scene": 2, "render": 2, "synthetic": 2, "toy_split": 2,
     "formats": 3, "json_output": 3, "metrics": 3, "stats": 3, "evaluation": 3, "plots": 3,
     "prompts": 4, "models": 4, "perception": 4, "zoo": 4, "smolvlm": 4, "constrained": 4, "clip": 4, "clip_eval": 4,
-    "rewards": 5, "action_reward": 5, "json_reward": 5,
-    "sft": 6, "sampling": 6, "token_rewards": 6, "a2c": 6, "grpo": 6, "checkpoints": 6,
-    "runs": 7, "sft_stage": 7, "a2c_stage": 7, "json_stage": 7, "widgets": 7, "experiment": 7,
+    "clip_reward": 5, "action_reward": 5, "structure_reward": 5, "weighted_reward": 5,
+    "sft": 6, "a2c": 6, "grpo": 6, "checkpoints": 6,
+    "runs": 7, "sft_stage": 7, "a2c_stage": 7, "grpo_stage": 7, "json_stage": 7, "widgets": 7, "experiment": 7,
     "__main__": 8, "reproduce": 8,
 }

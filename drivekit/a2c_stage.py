@@ -1,21 +1,23 @@
 """The A2C stage (notebook 04): policy, data, reward, trainer and evaluation for both profiles.
 
 Starting from the SFT adapter (:mod:`drivekit.sft_stage`), A2C (:mod:`drivekit.a2c`) trains on
-the toy train subset with R = α·R1 + β·R2 (or R1 alone for Stage 1), then answers the toy test
-split greedily. The run directory (:class:`A2CArtifacts`, ``<runs>/a2c``) holds ``policy/``
-(adapter + value head), ``log.csv``, ``predictions.jsonl`` and ``summary.json``.
-:class:`ShortRuns` is the reward widgets' backend: short runs from one start adapter.
+the toy train subset with R = w1·R1 + w2·R2 (:mod:`drivekit.weighted_reward`; R1 alone for
+Stage 1), then answers the toy test split greedily. The run directory (:class:`A2CArtifacts`,
+``<runs>/a2c``) holds ``policy/`` (adapter + value head), ``log.csv``, ``predictions.jsonl`` and
+``summary.json``.
+:class:`ShortRuns` is the reward widgets' backend: short runs from one start adapter. :func:`train`
+is the interface the experiment harness shares with :mod:`drivekit.grpo_stage`.
 
-Every default follows the profile: A2C settings (:func:`a2c_settings`: ``A2CConfig.tiny()`` or
-``A2CConfig.paper()``), gradient checkpointing of the policy and the batch size of greedy
-predictions (the profile's SFT settings, :func:`drivekit.sft.settings_for`). Rollouts run in eval
-mode, where transformers keeps the KV cache on under gradient checkpointing too.
+Every default follows the profile (``config.profile_defaults``): the A2C settings
+(``A2CSettings.tiny()`` or ``.paper()``), the reward (``RewardSettings``), gradient checkpointing
+of the policy and the batch size of greedy predictions (the profile's ``SFTSettings``). Rollouts run
+in eval mode, where transformers keeps the KV cache on under gradient checkpointing too.
 """
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,33 +25,18 @@ import pandas as pd
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
 from . import prompts, runs
-from .a2c import A2CConfig, A2CTrainer
-from .action_reward import combined_reward
-from .config import Config, load
+from .a2c import A2CSettings, A2CTrainer, generate
+from .clip_reward import ClipReward
+from .config import Config, load, profile_defaults
 from .evaluation import compare, prediction_row, score, write_predictions
 from .models import load_adapter_weights, load_vlm
-from .rewards import ClipReward
-from .sampling import generate
-from .sft import SFTSettings, settings_for
+from .sft import SFTSettings
 from .sft_stage import ensure as ensure_sft
 from .toy_split import dataset_items, toy_data
+from .weighted_reward import RewardSettings, make_reward
 
-STAGES = ("stage1", "action")  # Stage 1: free descriptions rewarded by R1; action: α·R1 + β·R2
 REFERENCE_ADAPTER = "reference"
 CURVE_COLUMNS = ("reward", "value_loss", "policy_loss", "entropy", "kl")
-
-
-# ---------------------------------------------------------------------------------------------
-# Profile defaults
-# ---------------------------------------------------------------------------------------------
-PROFILE_SETTINGS = {"tiny": A2CConfig.tiny, "paper": A2CConfig.paper}  # profile -> its A2C defaults
-
-
-def a2c_settings(cfg: Config, **changes) -> A2CConfig:
-    """The A2C defaults of ``cfg``'s profile (:data:`PROFILE_SETTINGS`), with ``changes``."""
-    if cfg.profile not in PROFILE_SETTINGS:
-        raise ValueError(f"no A2C settings for profile {cfg.profile!r}; known: {sorted(PROFILE_SETTINGS)}")
-    return PROFILE_SETTINGS[cfg.profile](**changes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,7 +52,7 @@ def load_policy(cfg: Config, start: str | Path = "sft", device=None, sft: SFTSet
     saved adapter folder, treated like ``"sft"``. ``sft`` (default: the profile's SFT settings)
     gives the new adapter's shape and whether to checkpoint gradients, as SFT does.
     """
-    sft = sft or settings_for(cfg)
+    sft = sft or profile_defaults(SFTSettings, cfg)
     memory = dict(gradient_checkpointing=sft.gradient_checkpointing, device=device)
     if str(start) == "base":
         model, processor = load_vlm(cfg, lora=sft.lora, seed=sft.seed, **memory)
@@ -78,26 +65,15 @@ def load_policy(cfg: Config, start: str | Path = "sft", device=None, sft: SFTSet
     return model, processor, REFERENCE_ADAPTER
 
 
-def make_reward(cfg: Config, stage: str = "action", alpha: float = 1.0, beta: float = 1.0, r2: str = "bleu",
-                clip_reward=None, **r2_kwargs):
-    """R for a stage: ``"stage1"`` α·R1; ``"action"`` α·R1 + β·R2 (``r2`` a variant of
-    :func:`drivekit.action_reward.action_reward`). ``clip_reward`` reuses a loaded R1."""
-    if stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
-    r1 = clip_reward if clip_reward is not None else ClipReward.from_config(cfg)
-    if stage == "stage1":
-        return combined_reward(r1=r1, r2=None, alpha=alpha)
-    return combined_reward(r1=r1, r2=r2, alpha=alpha, beta=beta, **r2_kwargs)
-
-
-def build_trainer(cfg: Config, items: Sequence[Mapping], reward, a2c: A2CConfig | None = None, *, policy=None,
+def build_trainer(cfg: Config, items: Sequence[Mapping], reward, a2c: A2CSettings | None = None, *, policy=None,
                   start: str | Path = "sft", run_dir: str | Path | None = None,
                   instruction: str | None = None) -> A2CTrainer:
     """An :class:`A2CTrainer` on images-only prompts (``drivekit.prompts``) for ``items``.
 
-    ``policy`` is a ``load_policy`` result to reuse (else one is loaded from ``start``); ``a2c``
-    defaults to the profile's settings (:func:`a2c_settings`). The processor is kept as
-    ``trainer.processor``, the profile's prediction batch size as ``trainer.eval_batch_size``.
+    ``reward`` is a :class:`drivekit.weighted_reward.WeightedReward`; ``policy`` is a ``load_policy``
+    result to reuse (else one is loaded from ``start``); ``a2c`` defaults to the profile's
+    ``A2CSettings``. The processor is kept as ``trainer.processor``, the profile's prediction batch
+    size as ``trainer.eval_batch_size``.
     """
     model, processor, reference = policy or load_policy(cfg, start)
     tokenizer = processor.tokenizer
@@ -108,11 +84,11 @@ def build_trainer(cfg: Config, items: Sequence[Mapping], reward, a2c: A2CConfig 
     def decode(ids):
         return tokenizer.decode(ids, skip_special_tokens=True)
 
-    trainer = A2CTrainer(model, items, make_inputs, decode, reward, a2c or a2c_settings(cfg),
+    trainer = A2CTrainer(model, items, make_inputs, decode, reward, a2c or profile_defaults(A2CSettings, cfg),
                          eos_ids=[prompts.end_of_utterance_id(processor)], pad_id=tokenizer.pad_token_id,
                          run_dir=run_dir, reference_adapter=reference)
     trainer.processor = processor
-    trainer.eval_batch_size = settings_for(cfg).eval_batch_size
+    trainer.eval_batch_size = profile_defaults(SFTSettings, cfg).eval_batch_size
     return trainer
 
 
@@ -148,25 +124,22 @@ def curves(log: pd.DataFrame, columns: Sequence[str] = CURVE_COLUMNS) -> pd.Data
 class ShortRuns:
     """Short A2C runs, each from the same start adapter (the reward widgets' backend).
 
-    ``ShortRuns(cfg, policy, items, clip_reward)(alpha=, beta=, gamma=, lr=, steps=)`` restores
+    ``ShortRuns(cfg, policy, items, reward)(weights={"r1": w1, ...}, lr=, steps=, **changes)`` restores
     the start adapter (``start``: a saved adapter folder; default: the adapter as it is when the
-    ShortRuns is made), builds R = α·R1 + β·R2 and trains ``steps`` steps with a fresh value head;
-    returns the log. ``a2c`` holds the other settings. ``make_reward(alpha, beta, gamma)`` replaces
-    R = α·R1 + β·R2; γ is then its third weight (the JSON stage's R3) instead of the discount.
+    ShortRuns is made), sets the reward's term weights (:meth:`WeightedReward.set_weight`), and
+    trains ``steps`` steps with a fresh value head; ``changes`` are other ``A2CSettings`` fields
+    (e.g. ``discount``) over ``a2c``. Returns the log.
     """
 
-    def __init__(self, cfg: Config, policy, items: Sequence[Mapping], clip_reward, r2: str | None = None,
-                 a2c: A2CConfig | None = None, stage: str = "action", start: str | Path | None = None,
-                 make_reward: Callable[[float, float, float], object] | None = None):
-        self.cfg, self.policy, self.items, self.clip_reward = cfg, policy, list(items), clip_reward
-        self.a2c, self.stage = a2c or a2c_settings(cfg), stage
-        self.r2 = r2 or self.a2c.r2
+    def __init__(self, cfg: Config, policy, items: Sequence[Mapping], reward, a2c: A2CSettings | None = None,
+                 start: str | Path | None = None):
+        self.cfg, self.policy, self.items, self.reward = cfg, policy, list(items), reward
+        self.a2c = a2c or profile_defaults(A2CSettings, cfg)
         model = policy[0]
         self.adapter = model.active_adapter
         self.start_dir = Path(start) if start is not None else None
         self.start = None if start is not None else {
             k: v.detach().clone() for k, v in get_peft_model_state_dict(model, adapter_name=self.adapter).items()}
-        self.make_reward = make_reward
         self.trainer: A2CTrainer | None = None
 
     def restore(self) -> None:
@@ -176,18 +149,30 @@ class ShortRuns:
         else:
             set_peft_model_state_dict(self.policy[0], self.start, adapter_name=self.adapter)
 
-    def __call__(self, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0, lr: float | None = None,
-                 steps: int | None = None, progress: bool = False, **changes) -> pd.DataFrame:
+    def __call__(self, weights: Mapping[str, float] | None = None, lr: float | None = None, steps: int | None = None,
+                 progress: bool = False, **changes) -> pd.DataFrame:
         self.restore()
-        if self.make_reward is None:
-            reward = make_reward(self.cfg, self.stage, alpha, beta, self.r2, clip_reward=self.clip_reward)
-            changes = dict(gamma=gamma, **changes)
-        else:
-            reward = self.make_reward(alpha, beta, gamma)
+        for name, weight in (weights or {}).items():
+            self.reward.set_weight(name, weight)
         a2c = self.a2c.replace(lr=self.a2c.lr if lr is None else lr, steps=self.a2c.steps if steps is None else steps,
                                **changes)
-        self.trainer = build_trainer(self.cfg, self.items, reward, a2c, policy=self.policy)
+        self.trainer = build_trainer(self.cfg, self.items, self.reward, a2c, policy=self.policy)
         return self.trainer.train(progress=progress)
+
+
+def train(cfg: Config, items: Sequence[Mapping], reward, settings: A2CSettings, start: str | Path = "sft",
+          out: str | Path | None = None, progress: bool = False) -> runs.Trained:
+    """A2C from the adapter ``start`` on ``items`` with ``reward`` (the experiment harness's interface,
+    shared with :func:`drivekit.grpo_stage.train`). With ``out``, the trained policy (adapter and
+    value head) goes to ``<out>/policy``."""
+    policy = load_policy(cfg, start)
+    trainer = build_trainer(cfg, items, reward, settings, policy=policy)
+    t0 = time.perf_counter()
+    log = trainer.train(progress=progress)
+    seconds = time.perf_counter() - t0
+    if out is not None:
+        trainer.save_policy(Path(out) / "policy")
+    return runs.Trained(policy[0], policy[1], log, seconds, settings.batch_size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,25 +204,26 @@ def write_artifacts(out: A2CArtifacts, trainer: A2CTrainer, rows: Sequence[Mappi
     return summary
 
 
-def run(cfg: Config | None = None, a2c: A2CConfig | None = None, out: str | Path | None = None,
-        progress: bool = True) -> A2CArtifacts:
+def run(cfg: Config | None = None, a2c: A2CSettings | None = None, out: str | Path | None = None,
+        progress: bool = True, reward: RewardSettings | None = None) -> A2CArtifacts:
     """The default action stage: A2C from the SFT adapter on the toy train subset with
-    R = α·R1 + β·R2, then greedy predictions on the toy test split, compared with SFT's."""
+    R = w1·R1 + w2·R2 (``reward``, default the profile's ``RewardSettings``), then greedy
+    predictions on the toy test split, compared with SFT's."""
     cfg = cfg or load()
-    a2c = a2c or a2c_settings(cfg)
+    a2c = a2c or profile_defaults(A2CSettings, cfg)
     result = A2CArtifacts(Path(out)) if out else artifacts(cfg)
     data = toy_data(cfg)
-    r1 = ClipReward.from_config(cfg)
-    reward = make_reward(cfg, "action", a2c.alpha, a2c.beta, a2c.r2, clip_reward=r1)
-    trainer = build_trainer(cfg, dataset_items(data.train), reward, a2c, start="sft", run_dir=result.dir / "run")
+    reward = reward or profile_defaults(RewardSettings, cfg)
+    weighted = make_reward(reward, ClipReward.from_config(cfg))
+    trainer = build_trainer(cfg, dataset_items(data.train), weighted, a2c, start="sft", run_dir=result.dir / "run")
     test = dataset_items(data.test)
     sft_rows = predictions(trainer, test)
     t0 = time.perf_counter()
     trainer.train(progress=progress)
     seconds = time.perf_counter() - t0
     rows = predictions(trainer, test)
-    table = compare({"SFT": sft_rows, "A2C": rows}, reward)
-    write_artifacts(result, trainer, rows, table, train_seconds=round(seconds, 1))
+    table = compare({"SFT": sft_rows, "A2C": rows}, weighted)
+    write_artifacts(result, trainer, rows, table, train_seconds=round(seconds, 1), reward=asdict(reward))
     return result
 
 

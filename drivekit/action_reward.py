@@ -1,4 +1,4 @@
-"""R2, the action-reasoning reward (proposal §2.3.2, §5.3.2), and the weighted reward sum R = α·R1 + β·R2 (+ γ·R3).
+"""R2, the action-reasoning reward (proposal §2.3.2, §5.3.2).
 
 Every reward is a plain callable with trl's ``reward_funcs`` signature
 ``reward(completions: list[str], **batch) -> list[float]``, where ``batch`` holds the dataset
@@ -23,23 +23,18 @@ R2 variants, chosen by name with :func:`action_reward`:
   vocabulary has no single-digit tokens. Judges see no ground truth: they score how well the
   generated action and its justification hang together.
 
-:class:`WeightedReward` sums named reward callables with weights (``{"r1": (α, R1), "r2": (β, R2)}``;
-R3 is one more entry). It is a trl reward function itself (the total) and reports every
-component. Empty completions score 0 in every component (the callables are not asked about them),
-and a non-finite score (NaN, inf) is replaced by 0 and counted.
+The weighted sum R = w1·R1 + w2·R2 (+ w3·R3) that RL trains on is :mod:`drivekit.weighted_reward`.
 """
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .formats import parse_text, target_text
-from .rewards import completion_text
+from .formats import completion_text, parse_text, target_text
 
 RewardFn = Callable[..., Sequence[float]]
 JUDGE_TEMPLATE = "Explanation: {explanation}\nReason: {reason}\nScore:"  # the proposal's §5.3.2 prompt
@@ -260,105 +255,3 @@ def action_reward(name: str = "bleu", **kwargs) -> RewardFn:
 
 
 R2_VARIANTS = ("bleu", "bleu_raw", "label_f1", "judge")
-
-
-# ---------------------------------------------------------------------------------------------
-# The weighted sum
-# ---------------------------------------------------------------------------------------------
-def _take(value, index: list[int]):
-    """Rows ``index`` of a batch column (list, tuple, numpy array or tensor); other values as they are."""
-    if isinstance(value, (list, tuple)):
-        return [value[i] for i in index]
-    if hasattr(value, "shape") and getattr(value, "ndim", 0) >= 1:
-        return value[index]
-    return value
-
-
-def reward_columns(items: Sequence[Mapping], skip: Sequence[str] = ("frames", "images")) -> dict:
-    """trl-style batch columns (``{column: [value per item]}``) of a batch of items, without the images."""
-    keys = [k for k in items[0] if k not in skip] if items else []
-    return {k: [item.get(k) for item in items] for k in keys}
-
-
-@dataclass
-class RewardResult:
-    """Per completion: the weighted ``total`` and each component's score (after cleaning)."""
-
-    total: np.ndarray
-    components: dict[str, np.ndarray]
-    nonfinite: dict[str, int] = field(default_factory=dict)
-    empty: int = 0
-
-    def summary(self) -> dict:
-        """Batch means of the total (``reward``) and of each component (``reward_<name>``), each
-        component's spread (``spread_<name>``: 0 means a saturated term, no learning signal), and the
-        counts of non-finite scores and empty completions."""
-        return {"reward": float(np.mean(self.total)) if len(self.total) else 0.0,
-                **{f"reward_{k}": float(np.mean(v)) for k, v in self.components.items()},
-                **{f"spread_{k}": float(np.std(v)) for k, v in self.components.items()},
-                "nonfinite": int(sum(self.nonfinite.values())), "empty": int(self.empty)}
-
-
-class WeightedReward:
-    """R = Σ_name weight·reward_name(completions, **batch) over named trl-style reward callables.
-
-    ``terms`` maps a name to ``(weight, callable)``; :meth:`set_weight` changes a weight (the
-    widgets do). A term of weight 0 is not evaluated. Empty (whitespace-only) completions score 0
-    and are not passed to the callables; non-finite scores become 0 and are counted in
-    ``RewardResult.nonfinite`` (and in the running total ``nonfinite_total``).
-    """
-
-    __name__ = "weighted_reward"
-
-    def __init__(self, terms: Mapping[str, tuple[float, RewardFn]]):
-        self.terms = {name: (float(w), fn) for name, (w, fn) in terms.items()}
-        self.nonfinite_total = 0
-
-    @property
-    def weights(self) -> dict[str, float]:
-        return {name: w for name, (w, _) in self.terms.items()}
-
-    def set_weight(self, name: str, weight: float) -> None:
-        self.terms[name] = (float(weight), self.terms[name][1])
-
-    def evaluate(self, completions: Sequence, **batch) -> RewardResult:
-        texts = [completion_text(c) for c in completions]
-        n = len(texts)
-        keep = [i for i, t in enumerate(texts) if t.strip()]
-        sub = {k: _take(v, keep) for k, v in batch.items()}
-        total = np.zeros(n)
-        components, nonfinite = {}, {}
-        for name, (weight, fn) in self.terms.items():
-            scores = np.zeros(n)
-            if weight != 0 and keep:
-                raw = np.asarray(list(fn([texts[i] for i in keep], **sub)), dtype=float).reshape(-1)
-                if raw.shape != (len(keep),):
-                    raise ValueError(f"reward {name!r} returned {raw.size} scores for {len(keep)} completions")
-                bad = ~np.isfinite(raw)
-                nonfinite[name] = int(bad.sum())
-                scores[keep] = np.where(bad, 0.0, raw)
-            components[name] = scores
-            total += weight * scores
-        self.nonfinite_total += sum(nonfinite.values())
-        return RewardResult(total, components, nonfinite, empty=n - len(keep))
-
-    def __call__(self, completions: Sequence, **batch) -> list[float]:
-        return self.evaluate(completions, **batch).total.tolist()
-
-
-def combined_reward(r1: RewardFn | None = None, r2: str | RewardFn | None = "bleu", alpha: float = 1.0,
-                    beta: float = 1.0, extra: Mapping[str, tuple[float, RewardFn]] | None = None,
-                    **r2_kwargs) -> WeightedReward:
-    """R = α·R1 + β·R2 (+ more named terms, e.g. ``extra={"r3": (γ, structure_reward)}``).
-
-    ``r2`` is a variant name for :func:`action_reward`, a callable, or None (Stage 1: R1 only).
-    """
-    terms: dict[str, tuple[float, RewardFn]] = {}
-    if r1 is not None:
-        terms["r1"] = (alpha, r1)
-    if r2 is not None:
-        terms["r2"] = (beta, action_reward(r2, **r2_kwargs) if isinstance(r2, str) else r2)
-    terms.update(extra or {})
-    if not terms:
-        raise ValueError("a reward needs at least one term")
-    return WeightedReward(terms)

@@ -1,4 +1,4 @@
-"""Reader for BDD-OIA in its official layout (DESIGN 4.1); the synthetic clips use the same layout.
+"""Reader for BDD-OIA in its official layout (described below); the synthetic clips use the same layout.
 
 ```
 <root>/data/<name>.jpg

@@ -159,6 +159,16 @@ def model_overrides(args: argparse.Namespace) -> dict:
 LR_SCHEDULES = ("constant", "linear")  # what A2C implements; trl's lr_scheduler_type has both names
 
 
+def profile_defaults(cls, cfg: Config, **changes):
+    """The defaults of ``cfg``'s profile for a settings dataclass ``cls`` (``SFTSettings``,
+    ``A2CSettings``, ``GRPOSettings``, ``RewardSettings``, ``JsonSettings``...): ``cls.tiny(**changes)``
+    or ``cls.paper(**changes)``. Every settings class of drivekit has one classmethod per profile."""
+    make = getattr(cls, cfg.profile, None)
+    if cfg.profile not in PROFILES or not callable(make):
+        raise ValueError(f"{cls.__name__} has no defaults for profile {cfg.profile!r}; known: {sorted(PROFILES)}")
+    return make(**changes)
+
+
 def check_lr_schedule(name: str) -> str:
     """``name`` if it is one of :data:`LR_SCHEDULES` (A2C's and GRPO's ``lr_schedule``), else a clear error."""
     if name not in LR_SCHEDULES:

@@ -1,4 +1,4 @@
-"""RL against SFT over seeds, clip by clip: the experiment behind every "RL vs SFT" sentence (issue 14).
+"""RL against SFT over seeds, clip by clip: the experiment behind every "RL vs SFT" sentence.
 
 For each seed the harness trains, in ``<out>/<method>/seed<s>/``:
 
@@ -7,10 +7,11 @@ For each seed the harness trains, in ``<out>/<method>/seed<s>/``:
 - ``SFT-all``: SFT on every toy-train label but the validation clips', the reference of what the
   labels alone give;
 - each RL method, from that seed's SFT adapter, on the *pool*: the toy-train clips SFT never saw.
-  ``A2C-*`` is drivekit's own A2C (:mod:`drivekit.a2c`, batches of 8 clips, one answer each),
-  ``GRPO-*`` trl's GRPO (:mod:`drivekit.grpo`, 2 clips × a group of 4 answers): the same number of
-  sampled answers a step, the same steps, the same clips to draw from. The reward family is the
-  suffix: ``-R2`` the label-F1 R2 on the pool's labels (label-grounded, to compare with SFT-all,
+  ``A2C-*`` is drivekit's own A2C (:mod:`drivekit.a2c_stage`, batches of 8 clips, one answer each),
+  ``GRPO-*`` trl's GRPO (:mod:`drivekit.grpo_stage`, 2 clips × a group of 4 answers): the same number
+  of sampled answers a step, the same steps, the same clips to draw from, through one interface
+  (``train`` of either stage) and one reward object (:mod:`drivekit.weighted_reward`). The reward
+  family is the suffix: ``-R2`` the label-F1 R2 on the pool's labels (label-grounded, to compare with SFT-all,
   which gets the same labels without RL); ``-R1`` R1 alone, from a tiny CLIP trained on a second
   synthetic dataset (label-free: :func:`unseen_clip` never saw a clip of this one, and no pool
   label is read).
@@ -30,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,16 +38,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import a2c_stage, grpo, metrics, sft, sft_stage, stats
-from .action_reward import combined_reward
-from .a2c import A2CConfig
-from .config import Config, dataclass_overrides, load
+from . import a2c_stage, grpo_stage, metrics, sft_stage, stats
+from .a2c import A2CSettings
+from .clip_reward import ClipReward
+from .config import Config, dataclass_overrides, load, profile_defaults
 from .evaluation import prediction_rewards, read_predictions, score, write_predictions
-from .models import load_vlm
-from .rewards import ClipReward
+from .grpo import GRPOSettings
+from .sft import SFTSettings, predict
 from .toy_split import TRAIN_FRACTION, dataset_items, toy_data
+from .weighted_reward import RewardSettings, make_reward
 
 REFERENCES = ("SFT", "SFT-all")
+STAGES = {"a2c": a2c_stage, "grpo": grpo_stage}  # algorithm -> its stage (one train() interface)
+SETTINGS = {"a2c": A2CSettings, "grpo": GRPOSettings}  # algorithm -> its settings class
 METHODS = {  # method -> (algorithm, reward family)
     "A2C-R2": ("a2c", "label"), "GRPO-R2": ("grpo", "label"),
     "A2C-R1": ("a2c", "free"), "GRPO-R1": ("grpo", "free"),
@@ -69,11 +72,11 @@ GRPO_SETTINGS = {**SAMPLING, **SCHEDULE}
 
 
 @dataclass
-class Recipe:
+class ExperimentSettings:
     """One experiment (plain data): seeds, the labelled fraction, the RL methods and their budget.
 
     Every RL step samples 8 answers (A2C: 8 clips × 1; GRPO: 2 clips × 4), ``steps`` steps in all.
-    ``a2c`` / ``grpo`` override the profile's ``A2CConfig`` / ``GRPOSettings`` (default:
+    ``a2c`` / ``grpo`` override the profile's ``A2CSettings`` / ``GRPOSettings`` (default:
     :data:`A2C_SETTINGS`, :data:`GRPO_SETTINGS`; both sample at :data:`SAMPLING`'s temperature).
     """
 
@@ -101,29 +104,29 @@ class Recipe:
         return REFERENCES if self.sft_all else REFERENCES[:1]
 
 
-def sft_epochs(cfg: Config, recipe: Recipe, method: str = "SFT") -> float:
+def sft_epochs(cfg: Config, recipe: ExperimentSettings, method: str = "SFT") -> float:
     """The epochs ``method`` (``SFT`` or ``SFT-all``) of ``recipe`` trains for."""
     if method == "SFT-all":
         return recipe.sft_all_epochs
     if recipe.sft_epochs is not None:
         return recipe.sft_epochs
-    return sft.settings_for(cfg).epochs * TRAIN_FRACTION / recipe.fraction
+    return profile_defaults(SFTSettings, cfg).epochs * TRAIN_FRACTION / recipe.fraction
 
 
 def rl_reward(family: str, clip_reward: ClipReward | None = None):
     """The reward RL trains on: ``"label"`` label-F1 R2; ``"free"`` R1 (CLIP) alone."""
     if family == "label":
-        return combined_reward(r1=None, r2="label_f1")
+        return make_reward(RewardSettings(r2="label_f1"))
     if family == "free":
         if clip_reward is None:
             raise ValueError("label-free RL needs a CLIP reward (label_free_clip)")
-        return combined_reward(r1=clip_reward, r2=None)
+        return make_reward(RewardSettings(r2=None), clip_reward)
     raise ValueError(f"reward family must be 'label' or 'free', not {family!r}")
 
 
 def yardstick(clip_reward: ClipReward):
     """The test reward every method is scored with: R = R1 + label-F1 R2."""
-    return combined_reward(r1=clip_reward, r2="label_f1")
+    return make_reward(RewardSettings(r2="label_f1"), clip_reward)
 
 
 def _finish(folder: Path, rows: list[dict], clip_reward: ClipReward, **info) -> dict:
@@ -136,11 +139,11 @@ def _finish(folder: Path, rows: list[dict], clip_reward: ClipReward, **info) -> 
     return summary
 
 
-def run_sft(cfg: Config, recipe: Recipe, method: str, seed: int, folder: Path, clip_reward: ClipReward,
+def run_sft(cfg: Config, recipe: ExperimentSettings, method: str, seed: int, folder: Path, clip_reward: ClipReward,
             progress: bool = False) -> dict:
     """``SFT`` or ``SFT-all`` of ``seed`` for :func:`sft_epochs` (``sft_stage.run``, resumed when cut
     off), scored on the test split."""
-    settings = sft.settings_for(cfg, seed=seed, epochs=sft_epochs(cfg, recipe, method))
+    settings = profile_defaults(SFTSettings, cfg, seed=seed, epochs=sft_epochs(cfg, recipe, method))
     labels = "all" if method == "SFT-all" else "subset"
     result = sft_stage.run(cfg, settings, folder, progress=progress, resume=True, labels=labels,
                            fraction=recipe.fraction)
@@ -150,14 +153,14 @@ def run_sft(cfg: Config, recipe: Recipe, method: str, seed: int, folder: Path, c
                    train_seconds=done["train_seconds"])
 
 
-def rl_settings(cfg: Config, recipe: Recipe, method: str, seed: int):
-    """The ``A2CConfig`` or ``GRPOSettings`` of an RL method of ``recipe`` at ``seed``."""
-    if METHODS[method][0] == "a2c":
-        return a2c_stage.a2c_settings(cfg, **{"steps": recipe.steps, "seed": seed, **recipe.a2c})
-    return grpo.settings_for(cfg, **{"steps": recipe.steps, "seed": seed, **recipe.grpo})
+def rl_settings(cfg: Config, recipe: ExperimentSettings, method: str, seed: int):
+    """The ``A2CSettings`` or ``GRPOSettings`` of an RL method of ``recipe`` at ``seed``."""
+    algorithm = METHODS[method][0]
+    overrides = recipe.a2c if algorithm == "a2c" else recipe.grpo
+    return profile_defaults(SETTINGS[algorithm], cfg, **{"steps": recipe.steps, "seed": seed, **overrides})
 
 
-def run_rl(cfg: Config, recipe: Recipe, method: str, seed: int, start: Path, pool: Sequence[Mapping], test,
+def run_rl(cfg: Config, recipe: ExperimentSettings, method: str, seed: int, start: Path, pool: Sequence[Mapping], test,
            folder: Path, clip_reward: ClipReward, free_clip: ClipReward | None = None, progress: bool = False,
            sft_epochs: float | None = None) -> dict:
     """One RL method from the adapter ``start`` (an SFT of ``sft_epochs``, recorded) on the ``pool``
@@ -170,38 +173,16 @@ def run_rl(cfg: Config, recipe: Recipe, method: str, seed: int, start: Path, poo
     algorithm, family = METHODS[method]
     reward = rl_reward(family, free_clip if family == "free" else None)
     settings = rl_settings(cfg, recipe, method, seed)
-    if algorithm == "a2c":
-        policy = a2c_stage.load_policy(cfg, start)
-        trainer = a2c_stage.build_trainer(cfg, pool, reward, settings, policy=policy)
-        t0 = time.perf_counter()
-        log = trainer.train(progress=progress)
-        seconds = time.perf_counter() - t0
-        model, processor = policy[0], policy[1]
-        trainer.save_policy(folder / "policy")
-        samples = settings.batch_size
-    else:
-        model, processor = load_vlm(cfg, adapter=start, trainable=True)
-        trainer = grpo.build_trainer(model, processor, pool, reward.terms, settings, folder / "trl")
-        if not progress:
-            from transformers.trainer_callback import ProgressCallback
-
-            trainer.remove_callback(ProgressCallback)
-        t0 = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - t0
-        log = grpo.log_frame(trainer)
-        model = trainer.model
-        model.save_pretrained(folder / "policy")
-        samples = settings.clips_per_step * settings.num_generations
+    trained = STAGES[algorithm].train(cfg, pool, reward, settings, start=start, out=folder, progress=progress)
     folder.mkdir(parents=True, exist_ok=True)
-    log.to_csv(folder / "log.csv", index=False)
-    rows = sft.predict(model, processor, test, sft.settings_for(cfg), progress=progress)
+    trained.log.to_csv(folder / "log.csv", index=False)
+    rows = predict(trained.model, trained.processor, test, profile_defaults(SFTSettings, cfg), progress=progress)
     write_predictions(rows, folder / "predictions.jsonl")
+    steps = len(trained.log)
     return _finish(folder, rows, clip_reward, method=method, seed=seed, algorithm=algorithm,
-                   labels_used=LABELS_USED[family], start=str(start), sft_epochs=sft_epochs, steps=len(log),
-                   samples_per_step=samples,
-                   train_seconds=round(seconds, 1), seconds_per_step=round(seconds / max(len(log), 1), 3),
-                   settings=asdict(settings))
+                   labels_used=LABELS_USED[family], start=str(start), sft_epochs=sft_epochs, steps=steps,
+                   samples_per_step=trained.samples_per_step, train_seconds=round(trained.seconds, 1),
+                   seconds_per_step=round(trained.seconds / max(steps, 1), 3), settings=asdict(settings))
 
 
 def unseen_clip(cfg: Config, progress: bool = False) -> Path:
@@ -237,14 +218,14 @@ def label_free_clip(cfg: Config) -> ClipReward:
     return ClipReward.from_config(cfg.replace(clip=str(unseen_clip(cfg))) if cfg.synthetic else cfg)
 
 
-def run(recipe: Recipe = Recipe(), out: str | Path | None = None, cfg: Config | None = None,
+def run(recipe: ExperimentSettings = ExperimentSettings(), out: str | Path | None = None, cfg: Config | None = None,
         progress: bool = False, echo=print) -> dict:
     """Every method of ``recipe`` over its seeds (finished runs reused), then :func:`summarize`."""
     cfg = cfg or load()
     out = Path(out) if out else cfg.runs_dir / "rl-vs-sft"
     clip_reward = ClipReward.from_config(cfg)
     free_clip = label_free_clip(cfg) if any(METHODS[m][1] == "free" for m in recipe.methods) else None
-    data = toy_data(cfg, sft.settings_for(cfg).val_size, fraction=recipe.fraction)
+    data = toy_data(cfg, profile_defaults(SFTSettings, cfg).val_size, fraction=recipe.fraction)
     pool = dataset_items(data.pool)
     epochs = sft_epochs(cfg, recipe)
     for seed in recipe.seeds:
@@ -276,12 +257,13 @@ def _finished(folder: Path) -> bool:
     return (folder / "predictions.jsonl").is_file() and summary.is_file() and "R" in json.loads(summary.read_text())
 
 
-def _same_recipe(folder: Path, recipe: Recipe, settings=None, **expected) -> None:
+def _same_recipe(folder: Path, recipe: ExperimentSettings, settings=None, **expected) -> None:
     """Refuse to reuse a finished run made with another labelled fraction, other ``expected``
     summary values (an SFT's ``epochs``, the ``sft_epochs`` an RL run started from) or, for an RL
     run, other ``settings`` (:func:`rl_settings`), e.g. a short run's folder under a longer recipe:
     it would be reported as this recipe's. A setting the stored run lacks is its field's default:
-    the run was made before the field existed, and so with the behaviour the default keeps."""
+    the run was made before the field existed, and so with the behaviour the default keeps; a
+    setting stored under an older name (the settings class's ``RENAMED``) is read under its new one."""
     done = json.loads((folder / "summary.json").read_text())
     differ = []
     if "fraction" in done and done["fraction"] != recipe.fraction:
@@ -289,7 +271,9 @@ def _same_recipe(folder: Path, recipe: Recipe, settings=None, **expected) -> Non
     differ += [f"{k} {done.get(k)!r} (recipe: {v!r})" for k, v in expected.items() if done.get(k) != v]
     if settings is not None:
         defaults = {f.name: f.default for f in fields(settings) if f.default is not MISSING}
-        stored = {**json.loads(json.dumps(defaults)), **done.get("settings", {})}  # as summary.json holds them
+        renamed = getattr(type(settings), "RENAMED", {})  # fields stored under an older name: migrated here
+        stored = {renamed.get(k, k): v for k, v in done.get("settings", {}).items()}
+        stored = {**json.loads(json.dumps(defaults)), **stored}  # as summary.json holds them
         wanted = json.loads(json.dumps(asdict(settings)))
         differ += [f"{k} {stored.get(k)!r} (recipe: {v!r})" for k, v in wanted.items() if stored.get(k) != v]
     if differ:
@@ -304,7 +288,7 @@ def _runs(out: Path, method: str, seeds: Sequence[int]) -> list[tuple[dict, list
     return [(json.loads((f / "summary.json").read_text()), read_predictions(f / "predictions.jsonl")) for f in folders]
 
 
-def summarize(out: str | Path, recipe: Recipe) -> dict:
+def summarize(out: str | Path, recipe: ExperimentSettings) -> dict:
     """``rl_vs_sft.json``'s content from the finished runs under ``out``: per method the per-seed
     F1_act, F1_rsn, pair F1 and R, their spread (``summary``), the per-class F1s per seed
     (``per_class_f1``, Fig. 5), and for every method but SFT the clip-by-clip comparison with the
@@ -401,7 +385,7 @@ def curves(results: Mapping, window: int = 10) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    defaults = Recipe()
+    defaults = ExperimentSettings()
     p = argparse.ArgumentParser(prog="python -m drivekit rl-vs-sft", description=(
         "SFT, SFT-all and RL on the unlabelled pool over seeds; F1s, spread and a pooled sign test against SFT."))
     p.add_argument("--profile", help="tiny (default) or paper")
@@ -412,19 +396,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sft-epochs", type=float, help="SFT's epochs over the labelled clips (default: as many clip "
                    "passes as the profile's SFT on the proposal's 1/8, 48 at 1/32)")
     p.add_argument("--a2c", nargs="*", default=[], metavar="KEY=VALUE",
-                   help=f"A2CConfig overrides on top of {A2C_SETTINGS}, e.g. lr=2e-4")
+                   help=f"A2CSettings overrides on top of {A2C_SETTINGS}, e.g. lr=2e-4")
     p.add_argument("--grpo", nargs="*", default=[], metavar="KEY=VALUE",
-                   help=f"GRPOSettings overrides on top of {GRPO_SETTINGS}, e.g. beta=0")
+                   help=f"GRPOSettings overrides on top of {GRPO_SETTINGS}, e.g. kl_coef=0")
     p.add_argument("--no-sft-all", dest="sft_all", action="store_false",
                    help="leave out SFT-all, the reference of the gap (a short run)")
     p.add_argument("--out", type=Path, help="run directory (default <runs>/rl-vs-sft)")
     p.add_argument("--json", type=Path, help="also write the results here (e.g. benchmarks/results/rl_vs_sft.json)")
     p.add_argument("--progress", action="store_true")
     a = p.parse_args(argv)
-    recipe = Recipe(seeds=a.seeds, fraction=a.fraction, methods=a.methods, steps=a.steps, sft_all=a.sft_all,
+    recipe = ExperimentSettings(seeds=a.seeds, fraction=a.fraction, methods=a.methods, steps=a.steps, sft_all=a.sft_all,
                     sft_epochs=a.sft_epochs,
-                    a2c={**A2C_SETTINGS, **dataclass_overrides(a.a2c, A2CConfig, "--a2c")},
-                    grpo={**GRPO_SETTINGS, **dataclass_overrides(a.grpo, grpo.GRPOSettings, "--grpo")})
+                    a2c={**A2C_SETTINGS, **dataclass_overrides(a.a2c, A2CSettings, "--a2c")},
+                    grpo={**GRPO_SETTINGS, **dataclass_overrides(a.grpo, GRPOSettings, "--grpo")})
     results = run(recipe, a.out, load(a.profile), progress=a.progress)
     results["command"] = " ".join(["python -m drivekit rl-vs-sft", *(argv if argv is not None else sys.argv[1:])])
     if a.json:

@@ -14,6 +14,9 @@ It reports in ``Parsed.problems`` (and then ``ok`` is False), keeping whatever i
 a missing or empty field, an unknown or repeated phrase, and any other text, which it ignores
 (text before the first label, after a field's line, a second ``Action:``). A field's value runs
 to the next label or the end of its line. Everything is linear in the length of the text.
+
+``completion_text`` reads a model completion as every reward gets it (a string, bytes, or trl's
+conversational list of messages) and never raises.
 """
 from __future__ import annotations
 
@@ -145,3 +148,19 @@ def parse_many(texts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         np.array([p.reasons for p in parsed], dtype=int).reshape(-1, N_REASONS),
         np.array([p.ok for p in parsed], dtype=bool),
     )
+
+
+def completion_text(completion) -> str:
+    """The text of a completion: a string, bytes, or a list of chat messages (contents joined).
+
+    Anything else reads as the empty string; never raises.
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, bytes):
+        return completion.decode("utf-8", errors="replace")
+    if isinstance(completion, dict):
+        return completion_text(completion.get("content", completion.get("text", "")))
+    if isinstance(completion, (list, tuple)):
+        return " ".join(filter(None, map(completion_text, completion)))
+    return ""

@@ -5,7 +5,7 @@ advantage is its reward minus the group's mean reward (divided by the group's sp
 ``scale_rewards="group"``), so no critic is needed: the group is the baseline. A clip whose
 answers all score the same gives every one of them advantage 0 and teaches nothing; trl logs the
 share of such groups as ``frac_reward_zero_std``. The loss is the clipped policy gradient on those
-advantages plus ``beta`` · KL to the reference policy, which for a policy that starts from a saved
+advantages plus ``kl_coef`` · KL to the reference policy (trl's ``beta``), which for a policy that starts from a saved
 adapter is a frozen copy of that adapter (trl adds it as adapter ``"ref"``).
 
 drivekit's own A2C (:mod:`drivekit.a2c`) is the course's reference implementation; this module
@@ -13,11 +13,12 @@ only configures trl for the same model, prompts, rewards and sample budget:
 
 - prompts are the images-only chat of :mod:`drivekit.prompts` (one user turn holding the frames),
   which trl renders with the processor's chat template exactly as ``prompts.encode`` does;
-- rewards are trl-style callables ``f(completions, **columns) -> list[float]`` with their weights
-  (``reward_weights``), each logged separately (``rewards/<name>/mean``); the dataset's
+- the reward is the same :class:`drivekit.weighted_reward.WeightedReward` A2C trains on, handed
+  to trl as its named callables ``f(completions, **columns) -> list[float]`` (``reward_funcs``)
+  and their weights (``reward_weights``), each logged separately (``rewards/<name>/mean``); the dataset's
   ``file_name``, ``actions`` and ``reasons`` columns reach them as keyword arguments;
 - settings trl would otherwise choose for us are explicit (:class:`GRPOSettings`): dropout off
-  while sampling (else the KL is not 0 at step 1), the learning rate, ``beta``, the group size,
+  while sampling (else the KL is not 0 at step 1), the learning rate, the KL coefficient, the group size,
   the completion length, the loss type, no bf16 autocast (the 4-bit model computes in its own
   dtype) and gradient checkpointing as the model was loaded (:func:`config`). On a
   4-bit model trl casts the LoRA weights to bf16; :func:`build_trainer` casts them back to the
@@ -28,13 +29,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from . import prompts
-from .config import Config, check_lr_schedule
+from .config import check_lr_schedule
+from .weighted_reward import WeightedReward
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class GRPOSettings:
     num_generations: int = 4  # k: the group of answers sampled for each clip
     lr: float = 1e-4
     lr_schedule: str = "constant"  # constant | linear: trl's lr_scheduler_type, from lr to 0 at `steps`
-    beta: float = 0.1  # KL to the reference (the start adapter)
+    kl_coef: float = 0.1  # KL to the reference (the start adapter): trl's beta
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
@@ -58,6 +61,9 @@ class GRPOSettings:
     max_grad_norm: float = 1.0
     seed: int = 0
 
+    # Fields stored under an older name in earlier runs' summaries (read by the experiment's reuse check).
+    RENAMED: ClassVar[dict[str, str]] = {"beta": "kl_coef"}
+
     @classmethod
     def tiny(cls, **changes) -> "GRPOSettings":
         """CPU-sized defaults for the tiny model: A2C's tiny sample budget (8 completions a step)."""
@@ -66,23 +72,13 @@ class GRPOSettings:
     @classmethod
     def paper(cls, **changes) -> "GRPOSettings":
         """SmolVLM with 4-bit QLoRA on a GPU, at A2C's paper budget, learning rate and KL
-        (``A2CConfig.paper``): 4 completions of at most 64 tokens a step, one clip's group."""
-        base = dict(steps=500, clips_per_step=1, num_generations=4, lr=1e-5, beta=0.05, top_p=0.9,
+        (``A2CSettings.paper``): 4 completions of at most 64 tokens a step, one clip's group."""
+        base = dict(steps=500, clips_per_step=1, num_generations=4, lr=1e-5, kl_coef=0.05, top_p=0.9,
                     max_completion_length=64)
         return cls(**{**base, **changes})
 
     def replace(self, **changes) -> "GRPOSettings":
         return dataclasses.replace(self, **changes)
-
-
-PROFILE_SETTINGS = {"tiny": GRPOSettings.tiny, "paper": GRPOSettings.paper}
-
-
-def settings_for(cfg: Config, **changes) -> GRPOSettings:
-    """The GRPO defaults of ``cfg``'s profile, with ``changes``."""
-    if cfg.profile not in PROFILE_SETTINGS:
-        raise ValueError(f"no GRPO settings for profile {cfg.profile!r}; known: {sorted(PROFILE_SETTINGS)}")
-    return PROFILE_SETTINGS[cfg.profile](**changes)
 
 
 def dataset(items: Sequence[Mapping], instruction: str | None = None):
@@ -110,7 +106,7 @@ def config(settings: GRPOSettings, out: str | Path, device: torch.device | str =
         warmup_steps=0, weight_decay=0.0, max_grad_norm=settings.max_grad_norm,
         per_device_train_batch_size=settings.clips_per_step * settings.num_generations, gradient_accumulation_steps=1,
         num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
-        temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k, beta=settings.beta,
+        temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k, beta=settings.kl_coef,
         epsilon=settings.epsilon, loss_type=settings.loss_type, scale_rewards=settings.scale_rewards,
         disable_dropout=True, bf16=False, fp16=False, use_cpu=cpu, gradient_checkpointing=False,
         remove_unused_columns=False, save_strategy="no", report_to="none", logging_steps=1, seed=settings.seed,
@@ -118,16 +114,16 @@ def config(settings: GRPOSettings, out: str | Path, device: torch.device | str =
     )
 
 
-def build_trainer(model, processor, items: Sequence[Mapping], rewards: Mapping[str, tuple[float, object]],
+def build_trainer(model, processor, items: Sequence[Mapping], reward: WeightedReward,
                   settings: GRPOSettings = GRPOSettings(), out: str | Path = "runs/grpo",
                   instruction: str | None = None):
     """A ``trl.GRPOTrainer`` for a peft-wrapped VLM (e.g. ``models.load_vlm(cfg, adapter=<SFT best>,
-    trainable=True)``) on ``items``; ``rewards`` maps a name to ``(weight, reward callable)``."""
+    trainable=True)``) on ``items``; ``reward``'s terms become trl's ``reward_funcs`` and ``reward_weights``."""
     from trl import GRPOTrainer
 
-    funcs = [fn for _, fn in rewards.values()]
+    funcs = [fn for _, fn in reward.terms.values()]
     args = config(settings, out, next(model.parameters()).device)
-    args.reward_weights = [float(w) for w, _ in rewards.values()]
+    args.reward_weights = [float(w) for w, _ in reward.terms.values()]
     start = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset(items, instruction),
                           processing_class=processor)

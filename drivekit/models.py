@@ -1,4 +1,4 @@
-"""Loading the VLM and its processor: one function for both profiles (DESIGN 1, 3).
+"""Loading the VLM and its processor: one function for both profiles.
 
 ``load_vlm`` takes a model id (the paper's ``HuggingFaceTB/SmolVLM-Instruct``, the smaller
 ``HuggingFaceTB/SmolVLM-256M-Instruct``), a local directory (or a file in one), ``"tiny"``
@@ -18,8 +18,8 @@ Options, as in the paper's QLoRA recipe:
 - ``image_edge`` / ``image_splitting``: the processor's resolution (longest edge before tiling)
   and tiling, passed to ``AutoProcessor.from_pretrained`` (a ``Config`` carries them).
 
-Adapter helpers for RL: :func:`trainable_parameters`, :func:`zero_dropout`, :func:`reference_policy`
-(run the frozen SFT adapter as π_ref) and :func:`load_adapter_weights`.
+Adapter helpers shared by the training loops: :func:`keep_4bit_trainable`, :func:`set_lora_dropout`,
+:func:`reference_policy` (run the frozen SFT adapter as π_ref) and :func:`load_adapter_weights`.
 """
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ class LoraSettings:
     vision encoder's attention included (q/k/v/o_proj exist there too); ``False`` only on the text
     decoder's (a regex on the module path, ``.*.text_model.*.(q_proj|...)``): the vision encoder and
     the connector stay frozen, so no backward pass runs through the image tiles and their forward
-    builds no graph. The vision encoder is most of the forward cost per frame (DESIGN 10).
+    builds no graph. The vision encoder is most of the forward cost per frame (benchmarks/RESULTS.md,
+    "The paper profile at its real size").
     """
 
     r: int = 8
@@ -240,21 +241,8 @@ def keep_4bit_trainable(model: torch.nn.Module) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Adapters during RL
+# Adapters
 # ---------------------------------------------------------------------------------------------
-def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The LoRA parameters of ``model``; every other parameter is frozen (only LoRA may update)."""
-    params = []
-    for name, p in model.named_parameters():
-        if "lora_" in name and p.requires_grad:
-            params.append(p)
-        else:
-            p.requires_grad_(False)
-    if not params:
-        raise ValueError("the model has no trainable LoRA parameters: wrap it with peft (e.g. drivekit.models.load_vlm)")
-    return params
-
-
 def set_lora_dropout(model: torch.nn.Module, p: float) -> int:
     """Give every LoRA layer of ``model`` dropout ``p`` on its input (0: none, as peft builds it);
     returns the number of layers. A saved adapter keeps the dropout it was made with unless told."""
@@ -263,13 +251,6 @@ def set_lora_dropout(model: torch.nn.Module, p: float) -> int:
         for name in list(layer.lora_dropout.keys()):
             layer.lora_dropout[name] = torch.nn.Dropout(p) if p > 0 else torch.nn.Identity()
     return len(layers)
-
-
-def zero_dropout(model: torch.nn.Module) -> None:
-    """RL samples and scores with the same network: no dropout (LoRA dropout included)."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""The model's input and output text (DESIGN 5), shared by pretraining, SFT, A2C and the JSON stage.
+"""The model's input and output text shared by pretraining, SFT, A2C and the JSON stage.
 
 A prompt is one user turn holding the clip's frames as images, written by the processor's own
 chat template (SmolVLM's: ``<|im_start|>User:<image>...<end_of_utterance>\\nAssistant:``). By

@@ -10,13 +10,18 @@ Each stage (SFT, A2C, JSON) describes its outputs once, as a :class:`RunDir` sub
 earlier stage (the JSON stage holds an SFT run and an A2C run). A run directory is complete when
 every file and every part exists, and :func:`ensure` reuses a complete one or builds it: the
 later notebooks call it so that each of them also runs alone.
+
+:class:`Trained` is what an RL stage's ``train`` returns (``a2c_stage.train``, ``grpo_stage.train``:
+one interface, so the experiment harness runs either algorithm the same way).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import ClassVar, NamedTuple, TypeVar
+
+import pandas as pd
 
 from .config import Config, load
 
@@ -59,3 +64,15 @@ def ensure(kind: type[R], run: Callable[[Config], R], cfg: Config | None = None)
     cfg = cfg or load()
     result = kind.of(cfg)
     return result if result.complete() else run(cfg)
+
+
+class Trained(NamedTuple):
+    """An RL run's result: the trained policy (peft-wrapped model and its processor), one log row per
+    optimiser step (``reward`` the mean sampled reward), the training seconds, and the answers
+    sampled per step."""
+
+    model: object
+    processor: object
+    log: pd.DataFrame
+    seconds: float
+    samples_per_step: int

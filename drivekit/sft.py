@@ -1,8 +1,8 @@
 """Supervised fine-tuning with QLoRA (paper §5.2): frames in, ``Action: ...; Reason: ...`` out.
 
-The model sees only the clip's frames (DESIGN 5) and learns the Stage-2 target text with
-token-wise cross-entropy on the target tokens (``Collator`` masks padding, image and prompt
-tokens to -100). Both profiles train a LoRA adapter on a 4-bit base (QLoRA). The loop uses
+The model sees only the clip's frames (images-only prompts, :mod:`drivekit.prompts`) and learns the
+Stage-2 target text with token-wise cross-entropy on the target tokens (``Collator`` masks padding,
+image and prompt tokens to -100). Both profiles train a LoRA adapter on a 4-bit base (QLoRA). The loop uses
 accelerate, so it runs unchanged on a CPU, one GPU or, under ``torchrun`` / ``accelerate
 launch``, several processes (GPUs, or gloo on CPUs): each process trains on its share of every
 epoch's batches, DDP averages the gradients, the validation loss is summed over the processes'
@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,16 +37,19 @@ from torch.utils.data import DataLoader, Subset
 from transformers import get_scheduler
 
 from . import checkpoints, prompts
-from .config import Config
 from .evaluation import prediction_row
 from .formats import target_text
 from .json_output import json_target_for
 from .models import LoraSettings, default_device, keep_4bit_trainable
 
 
+TARGETS = ("plain", "json")
+
+
 @dataclass(frozen=True)
 class SFTSettings:
-    """Training and evaluation settings (plain data); ``SETTINGS`` holds each profile's defaults."""
+    """Training and evaluation settings (plain data); ``SFTSettings.tiny()`` / ``.paper()`` give the
+    profiles' defaults (``config.profile_defaults(SFTSettings, cfg)``)."""
 
     epochs: float
     batch_size: int  # per device
@@ -65,27 +68,25 @@ class SFTSettings:
     target: str = "plain"  # plain: "Action: ...; Reason: ..." (Stage 2) | json: the Stage-3 object
     seed: int = 0
 
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, not {self.target!r}")
 
-SETTINGS: dict[str, SFTSettings] = {
-    # The paper: 6 epochs, batch 4, gradient accumulation 4, lr 1e-4 with a schedule, gradient
-    # checkpointing; LoRA as in the SmolVLM fine-tuning recipe.
-    "paper": SFTSettings(epochs=6, batch_size=4, grad_accum=4, lr=1e-4,
-                         lora=LoraSettings(r=8, alpha=8, dropout=0.1, vision=False),  # text decoder only (issue 15)
-                         gradient_checkpointing=True, eval_every=10, schedule="linear", eval_batch_size=8),
-    # CPU-sized: a couple of minutes on 2 cores.
-    "tiny": SFTSettings(epochs=12, batch_size=8, grad_accum=1, lr=2e-3, lora=LoraSettings(r=16, alpha=32, dropout=0.05),
-                        gradient_checkpointing=False, eval_every=32),
-}
+    @classmethod
+    def paper(cls, **changes) -> "SFTSettings":
+        """The paper: 6 epochs, batch 4, gradient accumulation 4, lr 1e-4 with a schedule, gradient
+        checkpointing; LoRA as in the SmolVLM fine-tuning recipe, on the text decoder only
+        (benchmarks/RESULTS.md, "The paper profile at its real size")."""
+        base = dict(epochs=6, batch_size=4, grad_accum=4, lr=1e-4,
+                    lora=LoraSettings(r=8, alpha=8, dropout=0.1, vision=False), gradient_checkpointing=True, eval_every=10, schedule="linear", eval_batch_size=8)
+        return cls(**{**base, **changes})
 
-
-TARGETS = ("plain", "json")
-
-
-def settings_for(cfg: Config, **changes) -> SFTSettings:
-    settings = replace(SETTINGS[cfg.profile], **changes)
-    if settings.target not in TARGETS:
-        raise ValueError(f"target must be one of {TARGETS}, not {settings.target!r}")
-    return settings
+    @classmethod
+    def tiny(cls, **changes) -> "SFTSettings":
+        """CPU-sized: a couple of minutes on 2 cores."""
+        base = dict(epochs=12, batch_size=8, grad_accum=1, lr=2e-3, lora=LoraSettings(r=16, alpha=32, dropout=0.05),
+                    gradient_checkpointing=False, eval_every=32)
+        return cls(**{**base, **changes})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,11 +29,11 @@ import pandas as pd
 from accelerate import PartialState
 
 from . import runs
-from .config import Config, add_model_arguments, load, model_overrides
+from .config import Config, add_model_arguments, load, model_overrides, profile_defaults
 from .evaluation import score, write_predictions
 from .json_output import scene_texts
 from .models import default_device, load_vlm, set_lora_dropout
-from .sft import SFTSettings, best_step, predict, settings_for, train
+from .sft import SFTSettings, best_step, predict, train
 from .toy_split import TRAIN_FRACTION, toy_data
 
 
@@ -72,7 +72,7 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
     ``fraction``: the labelled share of the train part ``labels="subset"`` trains on (the proposal's 1/8).
     """
     cfg = cfg or load()
-    settings = settings or settings_for(cfg)
+    settings = settings or profile_defaults(SFTSettings, cfg)
     result = SFTArtifacts(Path(out)) if out else artifacts(cfg)
     state = PartialState(cpu=default_device().type == "cpu")  # CPU processes under torchrun join a gloo group
     t0 = time.perf_counter()
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     cfg = load(a.profile, **model_overrides(a))
     changes = {k: v for k, v in (("epochs", a.epochs), ("lr", a.lr)) if v is not None}
-    result = run(cfg, settings_for(cfg, **changes), a.out, resume=a.resume, labels=a.labels,
+    result = run(cfg, profile_defaults(SFTSettings, cfg, **changes), a.out, resume=a.resume, labels=a.labels,
                  fraction=a.fraction)
     if PartialState().is_main_process and result.summary.exists():
         s = json.loads(result.summary.read_text())

@@ -1,4 +1,4 @@
-"""SmolVLM's published configurations, and random-initialised stand-ins built from them (DESIGN 10).
+"""SmolVLM's published configurations, and random-initialised stand-ins built from them.
 
 No project machine can download weights, so the paper profile is rehearsed with models of the
 real architecture at random init, saved like a downloaded model and chosen with ``$DRIVEKIT_VLM``.

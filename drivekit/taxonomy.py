@@ -72,7 +72,7 @@ ACTION_OF_REASON: tuple[int, ...] = tuple(
     next(a for a, rs in REASONS_FOR_ACTION.items() if r.index in rs) for r in REASONS
 )
 
-# Totals over all BDD-OIA splits (DESIGN 4.2), for comparing the synthetic data's shape.
+# Totals over all BDD-OIA splits (the dataset's own label counts), for comparing the synthetic data's shape.
 BDDOIA_ACTION_COUNTS = (12491, 10432, 5906, 6532)
 BDDOIA_REASON_COUNTS = (
     7805, 3489, 4838, 5381, 1539, 233, 163, 5255, 455, 150, 666,

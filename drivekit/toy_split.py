@@ -1,4 +1,4 @@
-"""The toy split (proposal §5.1, DESIGN 4.4): single-label samples, 8:2 by action, train on 1/8.
+"""The toy split (proposal §5.1): single-label samples, 8:2 by action, train on 1/8.
 
 Both splits are stratified by action with a per-action allocation (largest remainder, as
 scikit-learn's stratified splitters do) and a seeded shuffle inside each action. Unlike

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from drivekit import action_reward as ar
+from drivekit import weighted_reward as wr
 from drivekit.formats import target_text
 
 FORWARD_FOLLOW = (np.eye(4, dtype=int)[0], np.eye(21, dtype=int)[0])  # Move forward; Follow traffic
@@ -112,7 +113,7 @@ def test_weighted_sum_components_and_empty_completions():
         seen.append((list(completions), dict(batch)))
         return [5.0] * len(completions)
 
-    reward = ar.combined_reward(r1=five, r2="label_f1", alpha=0.5, beta=2.0)
+    reward = wr.make_reward(wr.RewardSettings(r1_weight=0.5, r2_weight=2.0, r2="label_f1"), five)
     completions = [target_text(*FORWARD_FOLLOW), "   ", ""]
     batch = dict(file_name=["a", "b", "c"], **batch_of(FORWARD_FOLLOW, FORWARD_FOLLOW, STOP_CAR))
     result = reward.evaluate(completions, **batch)
@@ -125,7 +126,7 @@ def test_weighted_sum_components_and_empty_completions():
 
 
 def test_weighted_sum_catches_non_finite_scores():
-    reward = ar.WeightedReward({"r": (1.0, lambda c, **b: [math.nan, math.inf, 0.25])})
+    reward = wr.WeightedReward({"r": (1.0, lambda c, **b: [math.nan, math.inf, 0.25])})
     result = reward.evaluate(["a", "b", "c"])
     assert result.total.tolist() == [0.0, 0.0, 0.25] and result.nonfinite == {"r": 2}
     assert reward.nonfinite_total == 2
@@ -133,7 +134,7 @@ def test_weighted_sum_catches_non_finite_scores():
 
 def test_weights_change_and_zero_weight_is_not_evaluated():
     calls = []
-    reward = ar.WeightedReward({"a": (1.0, lambda c, **b: calls.append("a") or [1.0] * len(c)),
+    reward = wr.WeightedReward({"a": (1.0, lambda c, **b: calls.append("a") or [1.0] * len(c)),
                                 "b": (0.0, lambda c, **b: calls.append("b") or [1.0] * len(c))})
     assert reward(["x"]) == [1.0] and calls == ["a"]
     reward.set_weight("b", 3.0)
@@ -141,9 +142,22 @@ def test_weights_change_and_zero_weight_is_not_evaluated():
 
 
 def test_a_third_term_slots_in():
-    from drivekit.json_output import structure_score  # R3 will plug in like this
+    from drivekit.structure_reward import structure_reward
 
-    r3 = lambda completions, **batch: [structure_score(c).total for c in completions]  # noqa: E731
-    reward = ar.combined_reward(r2="bleu", beta=1.0, extra={"r3": (0.5, r3)})
+    reward = wr.WeightedReward({"r2": (1.0, ar.action_reward("bleu")), "r3": (0.5, structure_reward)})
     result = reward.evaluate(["{}"], **batch_of(FORWARD_FOLLOW))
     assert set(result.components) == {"r2", "r3"} and np.isfinite(result.total).all()
+
+
+def test_a_reward_needs_a_term_and_a_known_target():
+    with pytest.raises(ValueError, match="at least one term"):
+        wr.make_reward(wr.RewardSettings(r2=None))
+    with pytest.raises(ValueError, match="target must be one of"):
+        wr.make_reward(wr.RewardSettings(), target="yaml")
+
+
+def test_profiles_reward_defaults():
+    from drivekit import config
+
+    assert config.profile_defaults(wr.RewardSettings, config.load("tiny")).r2 == "label_f1"
+    assert config.profile_defaults(wr.RewardSettings, config.load("paper")).r2 == "bleu"  # the proposal's R2

@@ -13,9 +13,10 @@ from open_clip import factory
 from open_clip.transform import image_transform
 from PIL import Image
 
-from drivekit import clip, clip_eval, config, synthetic
+from drivekit import clip, clip_eval, config
 from drivekit.bddoia import Sample, load_image
-from drivekit.rewards import ClipReward, completion_text, r1, video_embedding
+from drivekit.clip_reward import ClipReward, r1, video_embedding
+from drivekit.formats import completion_text
 
 ARCH = "drivekit-test-clip"
 factory._MODEL_CONFIGS[ARCH] = {
@@ -394,17 +395,6 @@ def test_the_reward_on_cuda_matches_the_cpu(root, tmp_path):
 # Notebook 03 with any CLIP source
 # ---------------------------------------------------------------------------------------------
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_clip_reward.ipynb"
-
-
-@pytest.fixture(scope="module")
-def official_layout(tmp_path_factory):
-    """BDD-OIA's official layout: one wide JPEG per sample, no scene descriptions."""
-    root = synthetic.generate(tmp_path_factory.mktemp("bdd-oia"), n_clips=120, n_frames=2, size=(128, 72),
-                              seed=3, workers=1, progress=False)
-    for path in root.glob("data/*_f*.jpg"):
-        path.unlink()
-    (root / "scenes.jsonl").unlink()
-    return root
 
 
 @pytest.mark.parametrize("kind", ["build-clip folder", "<arch>/<checkpoint>", "checkpoint file"])

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from drivekit import clip, config, experiment, metrics, plots, stats
-from drivekit.a2c import A2CConfig
+from drivekit.a2c import A2CSettings
 from drivekit.grpo import GRPOSettings
 from drivekit.formats import target_text
 
@@ -46,7 +46,7 @@ def finished(tmp_path):
         _write(tmp_path, "SFT", seed, sft)
         _write(tmp_path, "SFT-all", seed, [True] * 18 + [False] * 2)
         _write(tmp_path, "A2C-R2", seed, rl, labels_used="pool", steps=5, samples_per_step=8, seconds_per_step=0.5)
-    return tmp_path, experiment.Recipe(seeds=(0, 1, 2), fraction=1 / 32, methods=("A2C-R2",))
+    return tmp_path, experiment.ExperimentSettings(seeds=(0, 1, 2), fraction=1 / 32, methods=("A2C-R2",))
 
 
 def test_summarize_pairs_each_seed_with_its_sft_and_pools_the_sign_test(finished):
@@ -107,12 +107,12 @@ def test_a_missing_or_unscored_run_is_named(finished):
     sft.write_text(json.dumps({k: v for k, v in json.loads(sft.read_text()).items() if k != "R"}))
     assert not experiment._finished(sft.parent) and experiment._finished(out / "SFT" / "seed1")
     with pytest.raises(FileNotFoundError, match="SFT/seed2"):
-        experiment.summarize(out, experiment.Recipe(seeds=(1, 2), methods=()))
+        experiment.summarize(out, experiment.ExperimentSettings(seeds=(1, 2), methods=()))
 
 
 def test_a_short_recipe_without_sft_all_needs_no_sft_all_run(finished):
     out, recipe = finished
-    short = experiment.Recipe(seeds=(0,), methods=("A2C-R2",), sft_all=False)
+    short = experiment.ExperimentSettings(seeds=(0,), methods=("A2C-R2",), sft_all=False)
     assert short.references == ("SFT",) and recipe.references == ("SFT", "SFT-all")
     shutil.rmtree(out / "SFT-all")
     results = experiment.summarize(out, short)
@@ -139,8 +139,14 @@ def test_a_finished_run_of_another_recipe_is_not_reused(finished):
     assert settings.lr_schedule == "linear"  # the recipe decays its lr: that older run is not this recipe's
     with pytest.raises(ValueError, match=r"lr_schedule 'constant' \(recipe: 'linear'\)"):
         experiment._same_recipe(folder, recipe, settings)
+    renamed = {("gamma" if k == "discount" else k): v for k, v in asdict(settings).items()}  # the older name
+    (folder / "summary.json").write_text(json.dumps({**summary, "settings": {**renamed, "gamma": 0.9}}))
+    with pytest.raises(ValueError, match=r"discount 0.9 \(recipe: 1.0\)"):  # read under its new name
+        experiment._same_recipe(folder, recipe, settings)
+    (folder / "summary.json").write_text(json.dumps({**summary, "settings": renamed}))
+    experiment._same_recipe(folder, recipe, settings)
     (folder / "summary.json").write_text(json.dumps({**summary, "settings": asdict(settings)}))
-    short = experiment.rl_settings(cfg, experiment.Recipe(steps=40), "A2C-R2", 0)
+    short = experiment.rl_settings(cfg, experiment.ExperimentSettings(steps=40), "A2C-R2", 0)
     with pytest.raises(ValueError, match=r"A2C-R2/seed0 holds a finished run with steps 320 \(recipe: 40\)"):
         experiment._same_recipe(folder, recipe, short)
     sft = out / "SFT" / "seed0"
@@ -160,11 +166,12 @@ def test_a_finished_run_of_another_recipe_is_not_reused(finished):
 
 def test_sft_trains_as_many_clip_passes_as_on_the_proposals_eighth():
     cfg = config.load("tiny")
-    profile = experiment.sft.settings_for(cfg).epochs
-    assert experiment.sft_epochs(cfg, experiment.Recipe(fraction=1 / 8)) == profile == 12
-    assert experiment.sft_epochs(cfg, experiment.Recipe(fraction=1 / 32)) == 4 * profile
-    assert experiment.sft_epochs(cfg, experiment.Recipe(sft_epochs=6)) == 6
-    assert experiment.sft_epochs(cfg, experiment.Recipe(), "SFT-all") == experiment.Recipe().sft_all_epochs
+    profile = config.profile_defaults(experiment.SFTSettings, cfg).epochs
+    assert experiment.sft_epochs(cfg, experiment.ExperimentSettings(fraction=1 / 8)) == profile == 12
+    assert experiment.sft_epochs(cfg, experiment.ExperimentSettings(fraction=1 / 32)) == 4 * profile
+    assert experiment.sft_epochs(cfg, experiment.ExperimentSettings(sft_epochs=6)) == 6
+    default = experiment.ExperimentSettings()
+    assert experiment.sft_epochs(cfg, default, "SFT-all") == default.sft_all_epochs
 
 
 def test_no_gap_to_close_is_reported_as_none():
@@ -173,20 +180,22 @@ def test_no_gap_to_close_is_reported_as_none():
 
 def test_recipe_and_overrides():
     with pytest.raises(ValueError, match="unknown methods"):
-        experiment.Recipe(methods=("PPO",))
-    recipe = experiment.Recipe(seeds=[3, 4])
+        experiment.ExperimentSettings(methods=("PPO",))
+    recipe = experiment.ExperimentSettings(seeds=[3, 4])
     assert recipe.seeds == (3, 4) and recipe.a2c == experiment.A2C_SETTINGS and recipe.grpo == experiment.GRPO_SETTINGS
     assert recipe.a2c is not experiment.A2C_SETTINGS and recipe.a2c["temperature"] == recipe.grpo["temperature"] == 0.7
-    assert config.dataclass_overrides(["lr=2e-4", "r2=label_f1", "samples_per_clip=4"], A2CConfig, "--a2c") == dict(
-        lr=2e-4, r2="label_f1", samples_per_clip=4)
-    assert config.dataclass_overrides(["critic_detach=True"], A2CConfig, "--a2c") == dict(critic_detach=True)
-    assert config.dataclass_overrides(["critic_detach=false"], A2CConfig, "--a2c") == dict(critic_detach=False)
+    assert config.dataclass_overrides(["lr=2e-4", "discount=0.9", "samples_per_clip=4"], A2CSettings, "--a2c") == dict(
+        lr=2e-4, discount=0.9, samples_per_clip=4)
+    with pytest.raises(SystemExit, match="--a2c: 'r2=label_f1'"):  # reward settings are not A2C's
+        config.dataclass_overrides(["r2=label_f1"], A2CSettings, "--a2c")
+    assert config.dataclass_overrides(["critic_detach=True"], A2CSettings, "--a2c") == dict(critic_detach=True)
+    assert config.dataclass_overrides(["critic_detach=false"], A2CSettings, "--a2c") == dict(critic_detach=False)
     with pytest.raises(SystemExit):
-        config.dataclass_overrides(["lr"], A2CConfig, "--a2c")
+        config.dataclass_overrides(["lr"], A2CSettings, "--a2c")
     with pytest.raises(SystemExit, match="--grpo: 'group_size=8'"):  # a key the settings do not have
         config.dataclass_overrides(["group_size=8"], GRPOSettings, "--grpo")
     with pytest.raises(SystemExit, match="true or false"):
-        config.dataclass_overrides(["critic_detach=no"], A2CConfig, "--a2c")
+        config.dataclass_overrides(["critic_detach=no"], A2CSettings, "--a2c")
 
 
 def test_reward_families():

@@ -7,7 +7,8 @@ import torch
 
 from drivekit import grpo, scene, zoo
 from drivekit.action_reward import action_reward
-from drivekit.json_reward import structure_reward
+from drivekit.structure_reward import structure_reward
+from drivekit.weighted_reward import WeightedReward
 from drivekit.models import LoraSettings, load_vlm
 
 from micro import MICRO, items
@@ -50,9 +51,11 @@ def test_grpo_trains_the_adapter_against_a_frozen_copy_of_it(start_adapter, tmp_
     base, adapter = start_adapter
     model, processor = load_vlm(base, quantize_4bit=True, adapter=adapter, trainable=True, device="cpu")
     settings = grpo.GRPOSettings(steps=2, clips_per_step=2, num_generations=4, lr=5e-2, lr_schedule="linear",
-                                 beta=0.1, max_completion_length=6)
-    rewards = {"r2": (1.0, action_reward("label_f1")), "r3": (0.5, structure_reward), "len": (1.0, length_reward)}
-    trainer = grpo.build_trainer(model, processor, _items(4), rewards, settings, tmp_path)
+                                 kl_coef=0.1, max_completion_length=6)
+    reward = WeightedReward({"r2": (1.0, action_reward("label_f1")), "r3": (0.5, structure_reward),
+                             "len": (1.0, length_reward)})
+    trainer = grpo.build_trainer(model, processor, _items(4), reward, settings, tmp_path)
+    assert trainer.args.reward_weights == [1.0, 0.5, 1.0]  # the same object A2C takes, weights and all
     lora = {n: p for n, p in trainer.model.named_parameters() if "lora_" in n}
     assert all(p.dtype == torch.float32 for p in lora.values())  # cast back from trl's bf16
     start = {n: p.detach().clone() for n, p in lora.items()}

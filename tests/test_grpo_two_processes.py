@@ -17,13 +17,14 @@ import torch
 
 from drivekit import grpo, scene, zoo
 from drivekit.action_reward import action_reward
+from drivekit.weighted_reward import WeightedReward
 from drivekit.models import LoraSettings, load_vlm
 
 from micro import MICRO, items as _items
 
 N_CLIPS = 4
 # per process and step: 2 clips x a group of 4 = 8 completions; both processes: all 4 clips a step
-SETTINGS = grpo.GRPOSettings(steps=2, clips_per_step=2, num_generations=4, lr=5e-2, beta=0.1, max_completion_length=6)
+SETTINGS = grpo.GRPOSettings(steps=2, clips_per_step=2, num_generations=4, lr=5e-2, kl_coef=0.1, max_completion_length=6)
 
 
 def worker(model_dir: Path, adapter: Path, out: Path, records: Path) -> None:
@@ -49,7 +50,8 @@ def worker(model_dir: Path, adapter: Path, out: Path, records: Path) -> None:
 
     peft.PeftModel.save_pretrained = save_and_record
     model, processor = load_vlm(model_dir, quantize_4bit=True, adapter=adapter, trainable=True, device="cpu")
-    trainer = grpo.build_trainer(model, processor, _items(N_CLIPS), {"r2": (1.0, recording_reward)}, SETTINGS, out / "trl")
+    trainer = grpo.build_trainer(model, processor, _items(N_CLIPS), WeightedReward({"r2": (1.0, recording_reward)}), SETTINGS,
+                                 out / "trl")
     trainer.train()
     trainer.save_model(str(out / "adapter"))
     state = PartialState()

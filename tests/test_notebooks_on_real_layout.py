@@ -6,21 +6,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from drivekit import synthetic
-
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-
-
-@pytest.fixture(scope="module")
-def official_layout(tmp_path_factory):
-    """Official layout only: one JPEG per sample, no frames, no scenes.jsonl, 16:9 images."""
-    root = synthetic.generate(tmp_path_factory.mktemp("bdd-oia"), n_clips=120, n_frames=2, size=(128, 72),
-                              seed=3, workers=1, progress=False)
-    for path in root.glob("data/*_f*.jpg"):
-        path.unlink()
-    (root / "scenes.jsonl").unlink()
-    (root / "generator.json").unlink()
-    return root
 
 
 @pytest.mark.parametrize("name", ["00_data_exploration", "01_toy_split"])

@@ -1,4 +1,4 @@
-"""The paper profile rehearsed at toy size (issue 15): SmolVLM's image processing, 1280x720 frames,
+"""The paper profile rehearsed at toy size: SmolVLM's image processing, 1280x720 frames,
 the functions a user calls.
 
 A small Idefics3 with SmolVLM-256M-Instruct's published processor (longest edge 2048, 512-px tiles,
@@ -18,10 +18,12 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
-from drivekit import (a2c_stage, clip, config, evaluation, grpo, json_stage, models, prompts, sft, sft_stage,
+from drivekit import (a2c, a2c_stage, clip, config, evaluation, grpo, json_stage, models, prompts, sft, sft_stage,
                       smolvlm, synthetic, toy_split)
 from drivekit.action_reward import action_reward
-from drivekit.rewards import ClipReward
+from drivekit.clip_reward import ClipReward
+from drivekit.config import profile_defaults
+from drivekit.weighted_reward import RewardSettings, WeightedReward, make_reward
 
 N_CLIPS = 30  # toy split: 3 train, 2 validation, 2 test clips
 FRAME = (1280, 720)
@@ -64,7 +66,7 @@ def r1(paper):
 def sft_run(paper):
     """Notebook 02's stage with the paper settings, one optimiser step long."""
     cfg = paper["cfg"]
-    settings = sft.settings_for(cfg, epochs=1, val_size=2, eval_every=1)
+    settings = profile_defaults(sft.SFTSettings, cfg, epochs=1, val_size=2, eval_every=1)
     return sft_stage.run(cfg, settings, progress=False)
 
 
@@ -89,8 +91,9 @@ def test_a_1280x720_frame_is_13_tiles_of_512_px_and_the_edge_is_a_setting(paper)
 
 
 def test_paper_sft_trains_the_text_decoder_only():
-    """Fails until ``sft.SETTINGS["paper"]`` says ``LoraSettings(..., vision=False)`` (issue 15, finding 3)."""
-    settings = sft.settings_for(config.load("paper"))
+    """Fails until ``SFTSettings.paper()`` says ``LoraSettings(..., vision=False)`` (text-only LoRA: the vision
+    tower is most of the cost)."""
+    settings = profile_defaults(sft.SFTSettings, config.load("paper"))
     assert settings.gradient_checkpointing and not settings.lora.vision
 
 
@@ -102,7 +105,7 @@ def test_sft_stage_trains_checkpoints_and_predicts_on_the_paper_path(paper, sft_
     assert len(rows) == summary["n_test"] == len(toy_split.toy_data(paper["cfg"], 2).test)
     assert all(isinstance(row["text"], str) for row in rows)
     saved = json.loads((sft_run.best / "adapter_config.json").read_text())["target_modules"]
-    wanted = sft.settings_for(paper["cfg"]).lora.target_modules()
+    wanted = profile_defaults(sft.SFTSettings, paper["cfg"]).lora.target_modules()
     assert saved == wanted if isinstance(wanted, str) else set(saved) == set(wanted)
 
 
@@ -116,7 +119,7 @@ def test_a_continued_adapter_trains_with_the_settings_dropout(paper, sft_run, tm
         return train(model, *args, **kwargs)
 
     monkeypatch.setattr(sft_stage, "train", spy)
-    settings = sft.settings_for(cfg, epochs=1, val_size=2, eval_every=1)
+    settings = profile_defaults(sft.SFTSettings, cfg, epochs=1, val_size=2, eval_every=1)
     sft_stage.run(cfg, replace(settings, lora=replace(settings.lora, dropout=0.0)), tmp_path / "json", progress=False,
                   start=sft_run.best)
     assert seen and set(seen) == {torch.nn.Identity}
@@ -134,14 +137,15 @@ def test_r1_scores_answers_with_the_checkpoint_clip(paper, r1):
 def test_a2c_from_the_sft_adapter_takes_paper_steps(paper, r1, sft_run, tmp_path):
     cfg = paper["cfg"]
     data = toy_split.toy_data(cfg, 2)
-    reward = a2c_stage.make_reward(cfg, "action", clip_reward=r1)
-    settings = a2c_stage.a2c_settings(cfg, steps=2, batch_size=1, max_new_tokens=8)
-    assert settings == a2c_stage.A2CConfig.paper(steps=2, batch_size=1, max_new_tokens=8)  # not the tiny defaults
+    reward = make_reward(profile_defaults(RewardSettings, cfg), r1)
+    assert reward.terms["r2"][1].__name__ == "r2_bleu"  # the proposal's R2 in the paper profile
+    settings = profile_defaults(a2c.A2CSettings, cfg, steps=2, batch_size=1, max_new_tokens=8)
+    assert settings == a2c.A2CSettings.paper(steps=2, batch_size=1, max_new_tokens=8)  # not the tiny defaults
     trainer = a2c_stage.build_trainer(cfg, toy_split.dataset_items(data.train), reward, settings, run_dir=tmp_path)
     base = trainer.model.get_base_model()
     assert base.is_gradient_checkpointing and trainer.eval_batch_size == 8
     vision_lora = any("lora_" in name for name, _ in base.model.vision_model.named_parameters())
-    assert vision_lora == sft.settings_for(cfg).lora.vision
+    assert vision_lora == profile_defaults(sft.SFTSettings, cfg).lora.vision
     assert trainer.reference_adapter == a2c_stage.REFERENCE_ADAPTER
     log = trainer.train(progress=False)
     assert len(log) == 2 and not log["skipped"].any(), log.get("error")
@@ -152,14 +156,14 @@ def test_a2c_from_the_sft_adapter_takes_paper_steps(paper, r1, sft_run, tmp_path
 
 def test_grpo_from_the_sft_adapter_takes_paper_steps(paper, r1, sft_run, tmp_path):
     cfg = paper["cfg"]
-    settings = grpo.settings_for(cfg, steps=2, num_generations=2, max_completion_length=8)
+    settings = profile_defaults(grpo.GRPOSettings, cfg, steps=2, num_generations=2, max_completion_length=8)
     assert settings == grpo.GRPOSettings.paper(steps=2, num_generations=2, max_completion_length=8)
-    assert (settings.clips_per_step, settings.lr, settings.beta) == (1, 1e-5, 0.05)  # not the tiny defaults
+    assert (settings.clips_per_step, settings.lr, settings.kl_coef) == (1, 1e-5, 0.05)  # not the tiny defaults
     model, processor = models.load_vlm(cfg, adapter=sft_run.best, trainable=True,
-                                       gradient_checkpointing=sft.settings_for(cfg).gradient_checkpointing)
+                                       gradient_checkpointing=profile_defaults(sft.SFTSettings, cfg).gradient_checkpointing)
     items = toy_split.dataset_items(toy_split.toy_data(cfg, 2).train)
-    rewards = {"r1": (1.0, r1), "r2": (1.0, action_reward("label_f1"))}
-    trainer = grpo.build_trainer(model, processor, items, rewards, settings, tmp_path)
+    reward = WeightedReward({"r1": (1.0, r1), "r2": (1.0, action_reward("label_f1"))})
+    trainer = grpo.build_trainer(model, processor, items, reward, settings, tmp_path)
     base = trainer.model.get_base_model()
     assert not any("lora_" in name for name, _ in base.model.vision_model.named_parameters())
     trainer.train()
@@ -173,7 +177,7 @@ def test_grpo_from_the_sft_adapter_takes_paper_steps(paper, r1, sft_run, tmp_pat
 def test_constrained_json_on_the_paper_path(paper, sft_run):
     cfg = paper["cfg"]
     model, processor = models.load_vlm(cfg, adapter=sft_run.best)
-    settings = sft.settings_for(cfg, target="json", max_new_tokens=1200)  # room for the schema's longest strings
+    settings = profile_defaults(sft.SFTSettings, cfg, target="json", max_new_tokens=1200)  # the longest strings fit
     clip = toy_split.toy_data(cfg, 2).test[0]
     rows = json_stage.constrained_predictions(model, processor, [clip], settings, progress=False)
     assert len(rows) == 1 and json.loads(rows[0]["text"]) is not None
@@ -250,7 +254,7 @@ def test_text_only_lora_runs_the_vision_encoder_without_gradients(paper):
 
 
 def test_rollouts_keep_the_kv_cache_under_gradient_checkpointing(paper):
-    from drivekit.sampling import rollout
+    from drivekit.a2c import rollout
 
     model, processor = models.load_vlm(paper["vlm"], quantize_4bit=True, lora=models.LoraSettings(r=4, vision=False),
                                        gradient_checkpointing=True, device="cpu", image_splitting=False)
@@ -267,35 +271,37 @@ def test_rollouts_keep_the_kv_cache_under_gradient_checkpointing(paper):
 
 def test_a2c_and_prediction_defaults_follow_the_profile():
     tiny, paper_cfg = config.load("tiny"), config.load("paper")
-    assert a2c_stage.a2c_settings(tiny) == a2c_stage.A2CConfig.tiny()
-    assert a2c_stage.a2c_settings(paper_cfg, steps=3) == a2c_stage.A2CConfig.paper(steps=3)
-    assert json_stage.JsonStage().a2c_config(paper_cfg).kl_coef == a2c_stage.A2CConfig.paper().kl_coef
-    assert sft.settings_for(paper_cfg).eval_batch_size == 8
-    with pytest.raises(ValueError, match="profile"):
-        a2c_stage.a2c_settings(tiny.replace(profile="huge"))
+    assert profile_defaults(a2c.A2CSettings, tiny) == a2c.A2CSettings.tiny()
+    assert profile_defaults(a2c.A2CSettings, paper_cfg, steps=3) == a2c.A2CSettings.paper(steps=3)
+    assert json_stage.JsonSettings().a2c_settings(paper_cfg).kl_coef == a2c.A2CSettings.paper().kl_coef
+    assert profile_defaults(sft.SFTSettings, paper_cfg).eval_batch_size == 8
+    for settings in (a2c.A2CSettings, grpo.GRPOSettings, sft.SFTSettings, RewardSettings, json_stage.JsonSettings):
+        with pytest.raises(ValueError, match="no defaults for profile 'huge'"):
+            profile_defaults(settings, tiny.replace(profile="huge"))
 
 
 def test_json_stage_batches_follow_the_profile():
     """The tiny JSON stage samples 16 answers a step and predicts 128 clips a batch; the paper's keeps
     its profile's A2C batch (4) and prediction batch (8), sized for one GPU."""
     tiny, paper_cfg = config.load("tiny"), config.load("paper")
-    small = json_stage.stage_for(tiny)
-    assert small.a2c_config(tiny).batch_size == 16 and small.a2c_config(tiny).steps == 16
-    assert small.a2c_config(tiny).critic_warmup == 4 and small.sft_settings(tiny).eval_batch_size == 128
+    small = profile_defaults(json_stage.JsonSettings, tiny)
+    assert small.a2c_settings(tiny).batch_size == 16 and small.a2c_settings(tiny).steps == 16
+    assert small.a2c_settings(tiny).critic_warmup == 4 and small.sft_settings(tiny).eval_batch_size == 128
     assert small.sft_settings(tiny).target == "json" and small.sft_settings(tiny).epochs == 12
-    assert small.sft_settings(tiny).lora.dropout == 0 and small.sft_settings(tiny).lora.r == sft.settings_for(tiny).lora.r
-    big = json_stage.stage_for(paper_cfg)
-    assert big.a2c_config(paper_cfg).batch_size == a2c_stage.A2CConfig.paper().batch_size == 4
-    assert big.sft_settings(paper_cfg).eval_batch_size == 8 and big.a2c_config(paper_cfg).steps == 32
-    assert big.sft_settings(paper_cfg).lora == sft.settings_for(paper_cfg).lora
-    assert json_stage.stage_for(tiny, a2c_batch=8).a2c_config(tiny).batch_size == 8
+    assert small.sft_settings(tiny).lora.dropout == 0
+    assert small.sft_settings(tiny).lora.r == profile_defaults(sft.SFTSettings, tiny).lora.r
+    big = profile_defaults(json_stage.JsonSettings, paper_cfg)
+    assert big.a2c_settings(paper_cfg).batch_size == a2c.A2CSettings.paper().batch_size == 4
+    assert big.sft_settings(paper_cfg).eval_batch_size == 8 and big.a2c_settings(paper_cfg).steps == 32
+    assert big.sft_settings(paper_cfg).lora == profile_defaults(sft.SFTSettings, paper_cfg).lora
+    assert profile_defaults(json_stage.JsonSettings, tiny, a2c_batch=8).a2c_settings(tiny).batch_size == 8
     with pytest.raises(ValueError, match="huge"):
-        json_stage.stage_for(tiny.replace(profile="huge"))
+        profile_defaults(json_stage.JsonSettings, tiny.replace(profile="huge"))
 
 
 def test_stand_ins_have_the_published_sizes():
     tok = smolvlm.tokenizer()
     small = smolvlm.parameter_count(smolvlm.config("256m", tok))
-    assert round(small["total"] / 1e6, 1) == 256.5  # DESIGN 10: vision 86 M, connector 7 M, text 135 M, LM head 28 M
+    assert round(small["total"] / 1e6, 1) == 256.5  # vision 86 M, connector 7 M, text 135 M, LM head 28 M
     assert [round(small[k] / 1e6) for k in ("vision", "connector", "text", "lm_head")] == [86, 7, 135, 28]
     assert round(smolvlm.parameter_count(smolvlm.config("instruct", tok))["total"] / 1e9, 2) == 2.25

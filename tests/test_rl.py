@@ -1,4 +1,5 @@
-"""A2C (drivekit.a2c, drivekit.sampling, drivekit.token_rewards) on a tiny randomly initialised Idefics3 model with LoRA."""
+"""A2C (drivekit.a2c: rollout, per-token rewards, value head, trainer) on a tiny randomly initialised
+Idefics3 model with LoRA."""
 from __future__ import annotations
 
 import math
@@ -10,8 +11,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import Idefics3Config, Idefics3ForConditionalGeneration
 
-from drivekit import a2c, sampling, token_rewards
-from drivekit.action_reward import WeightedReward
+from drivekit import a2c
+from drivekit.weighted_reward import WeightedReward
 
 PAD, EOS, BOS, IMAGE, FAKE, ASSISTANT = 0, 1, 2, 3, 4, 5
 VOCAB = 40
@@ -63,7 +64,7 @@ def hit(completions, **batch):
 
 
 def trainer(model=None, reward=None, run_dir=None, **changes):
-    cfg = a2c.A2CConfig(steps=30, batch_size=8, lr=1e-2, value_lr=1e-2, max_new_tokens=5, reward_mode="terminal",
+    cfg = a2c.A2CSettings(steps=30, batch_size=8, lr=1e-2, value_lr=1e-2, max_new_tokens=5, reward_mode="terminal",
                        prefix_every="token").replace(**changes)
     return a2c.A2CTrainer(model or tiny_policy(), clips(), make_inputs, decode,
                          reward or WeightedReward({"hit": (1.0, hit)}), cfg, eos_ids=[EOS], pad_id=PAD,
@@ -76,7 +77,7 @@ def trainer(model=None, reward=None, run_dir=None, **changes):
 def test_returns_and_advantages_by_hand():
     rewards = torch.tensor([[0.0, 0.5, 1.0], [2.0, 9.0, 9.0]])  # row 1 has one real token; 9s are padding
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
-    returns = a2c.discounted_returns(rewards, mask, gamma=0.9)
+    returns = a2c.discounted_returns(rewards, mask, discount=0.9)
     # G_2 = 1; G_1 = 0.5 + 0.9 * 1 = 1.4; G_0 = 0 + 0.9 * 1.4 = 1.26
     assert torch.allclose(returns, torch.tensor([[1.26, 1.4, 1.0], [2.0, 0.0, 0.0]]))
     values = torch.tensor([[0.2, 0.4, 0.6], [1.0, 5.0, 5.0]], requires_grad=True)
@@ -90,17 +91,17 @@ def test_returns_and_advantages_by_hand():
 
 def test_returns_without_discount_are_reward_to_go():
     rewards = torch.tensor([[1.0, -2.0, 3.0, 0.5]])
-    returns = a2c.discounted_returns(rewards, torch.ones(1, 4), gamma=1.0)
+    returns = a2c.discounted_returns(rewards, torch.ones(1, 4), discount=1.0)
     assert torch.allclose(returns, torch.tensor([[2.5, 1.5, 3.5, 0.5]]))
 
 
 def test_incremental_rewards_telescope_to_the_final_reward():
     prefix_values = [0.1, 0.35, -0.2, 0.7]  # R(T_k) at the evaluated prefixes
     ends = [2, 3, 5, 7]
-    r = token_rewards.incremental_rewards(prefix_values, ends, 7)
+    r = a2c.incremental_rewards(prefix_values, ends, 7)
     assert r.shape == (7,) and r.sum() == pytest.approx(0.7)
     assert np.allclose(r, [0, 0.1, 0.25, 0, -0.55, 0, 0.9])
-    returns = a2c.discounted_returns(torch.from_numpy(r)[None].float(), torch.ones(1, 7), gamma=1.0)
+    returns = a2c.discounted_returns(torch.from_numpy(r)[None].float(), torch.ones(1, 7), discount=1.0)
     assert returns[0, 0].item() == pytest.approx(0.7)  # G_0 = R(T) with γ = 1
 
 
@@ -108,9 +109,9 @@ def test_prefix_ends_at_word_boundaries():
     pieces = {1: "Action", 2: ":", 3: " Move", 4: " forward", 5: ";", 6: " Reason", 9: ""}
     dec = lambda ids: "".join(pieces[i] for i in ids)  # noqa: E731
     ids = [1, 2, 3, 4, 5, 6, 9]
-    assert token_rewards.prefix_ends(ids, dec, "word") == [2, 3, 5, 7]  # "Action:", "Action: Move", "...forward;", end
-    assert token_rewards.prefix_ends(ids, dec, "token") == list(range(1, 8))
-    assert token_rewards.prefix_ends([], dec) == []
+    assert a2c.prefix_ends(ids, dec, "word") == [2, 3, 5, 7]  # "Action:", "Action: Move", "...forward;", end
+    assert a2c.prefix_ends(ids, dec, "token") == list(range(1, 8))
+    assert a2c.prefix_ends([], dec) == []
 
 
 def test_incremental_step_rewards_sum_to_terminal_reward():
@@ -119,10 +120,10 @@ def test_incremental_step_rewards_sum_to_terminal_reward():
         return [len(t.split()) / 5 for t in completions]
 
     t = trainer(reward=WeightedReward({"len": (1.0, length_reward)}), reward_mode="incremental", prefix_every="word")
-    roll = sampling.rollout(t.model, None, make_inputs(clips(4)), max_new_tokens=6, eos_ids=[EOS], pad_id=PAD,
+    roll = a2c.rollout(t.model, None, make_inputs(clips(4)), max_new_tokens=6, eos_ids=[EOS], pad_id=PAD,
                       generator=torch.Generator().manual_seed(0))
     rewards, info = t.token_rewards(roll, {"file_name": ["a", "b", "c", "d"]})
-    texts = sampling.completion_texts(roll.tokens, roll.mask, decode)
+    texts = a2c.completion_texts(roll.tokens, roll.mask, decode)
     assert torch.allclose(rewards.sum(1), torch.tensor([len(x.split()) / 5 for x in texts]))
     assert info["reward"] == pytest.approx(np.mean([len(x.split()) / 5 for x in texts]))
 
@@ -154,18 +155,18 @@ def test_rollout_logprobs_match_a_teacher_forced_forward(top_k, top_p):
     model = tiny_policy()
     head = a2c.ValueHead(32, 16)
     torch.nn.init.normal_(head.net[-1].weight)
-    roll = sampling.rollout(model, head, make_inputs(clips(4)), max_new_tokens=6, eos_ids=[EOS], pad_id=PAD,
+    roll = a2c.rollout(model, head, make_inputs(clips(4)), max_new_tokens=6, eos_ids=[EOS], pad_id=PAD,
                       temperature=0.8, top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(0))
     assert roll.tokens.shape == roll.mask.shape == roll.logprobs.shape == roll.values.shape == (4, roll.tokens.shape[1])
     assert not (roll.tokens == IMAGE).any()  # the image token is never sampled
-    logp, entropy, values, _ = sampling.score_tokens(model, head, roll.prompt, roll.tokens, roll.mask, temperature=0.8,
+    logp, entropy, values, _ = a2c.score_tokens(model, head, roll.prompt, roll.tokens, roll.mask, temperature=0.8,
                                             top_k=top_k, top_p=top_p)
     m = roll.mask
     assert torch.allclose(logp[m], roll.logprobs[m], atol=1e-5)
     assert torch.allclose(entropy[m], roll.entropy[m], atol=1e-4)
     assert torch.allclose(values[m], roll.values[m], atol=1e-5)
     if top_k:  # log-probs of the cut distribution the tokens were drawn from
-        full = sampling.score_tokens(model, head, roll.prompt, roll.tokens, roll.mask, temperature=0.8).logp
+        full = a2c.score_tokens(model, head, roll.prompt, roll.tokens, roll.mask, temperature=0.8).logp
         assert (logp[m] >= full[m] - 1e-6).all() and (entropy[m] <= math.log(top_k) + 1e-5).all()
 
 
@@ -173,10 +174,10 @@ def test_greedy_batched_rollout_matches_generate_and_single_rows():
     model = tiny_policy().eval()
     items = clips(3)
     inputs = make_inputs(items, extra_text=[0, 2, 4])  # left-padded prompts of different lengths
-    batched = sampling.rollout(model, None, inputs, max_new_tokens=6, eos_ids=[EOS], pad_id=PAD, temperature=0)
+    batched = a2c.rollout(model, None, inputs, max_new_tokens=6, eos_ids=[EOS], pad_id=PAD, temperature=0)
     for i in range(3):
         single = make_inputs(items[i:i + 1], extra_text=[[0, 2, 4][i]])
-        alone = sampling.rollout(model, None, single, max_new_tokens=6, eos_ids=[EOS], pad_id=PAD, temperature=0)
+        alone = a2c.rollout(model, None, single, max_new_tokens=6, eos_ids=[EOS], pad_id=PAD, temperature=0)
         reference = model.generate(**single, max_new_tokens=6, do_sample=False, eos_token_id=EOS, pad_token_id=PAD,
                                    suppress_tokens=[IMAGE])[0, single["input_ids"].shape[1]:]
         n = int(alone.mask[0].sum())
@@ -186,11 +187,11 @@ def test_greedy_batched_rollout_matches_generate_and_single_rows():
 
 def test_top_k_and_top_p_sampling_stay_in_the_nucleus():
     logits = torch.tensor([[3.0, 2.9, 0.0, -1.0, -2.0]]).repeat(200, 1)
-    tokens = sampling.sample_tokens(logits, temperature=1.0, top_p=0.5, generator=torch.Generator().manual_seed(0))
+    tokens = a2c.sample_tokens(logits, temperature=1.0, top_p=0.5, generator=torch.Generator().manual_seed(0))
     assert set(tokens.tolist()) <= {0, 1}
-    tokens = sampling.sample_tokens(logits, temperature=1.0, top_k=3, generator=torch.Generator().manual_seed(0))
+    tokens = a2c.sample_tokens(logits, temperature=1.0, top_k=3, generator=torch.Generator().manual_seed(0))
     assert set(tokens.tolist()) == {0, 1, 2}
-    assert sampling.sample_tokens(logits[:1], temperature=0, top_p=1.0).item() == 0
+    assert a2c.sample_tokens(logits[:1], temperature=0, top_p=1.0).item() == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,16 +342,19 @@ def test_reward_panel_trains_and_redraws():
     def run(**settings):
         calls.append(settings)
         steps = settings["steps"]
-        return pd.DataFrame({"step": range(1, steps + 1), "reward": np.linspace(0, settings["alpha"], steps),
+        return pd.DataFrame({"step": range(1, steps + 1), "reward": np.linspace(0, settings["weights"]["r1"], steps),
                              "value_loss": 0.1, "policy_loss": 0.0, "entropy": 1.0, "kl": 0.0, "skipped": False})
 
-    panel = widgets.reward_panel(run, alpha=0.5, beta=1.0, gamma=0.9, lr=1e-3, steps=4)
+    panel = widgets.reward_panel(run, weights={"r1": 0.5, "r2": 1.0}, discount=0.9, lr=1e-3, steps=4)
     fig = panel.train()
-    assert calls == [dict(alpha=0.5, beta=1.0, gamma=0.9, lr=pytest.approx(1e-3), steps=4)]
+    assert calls == [dict(weights={"r1": 0.5, "r2": 1.0}, discount=0.9, lr=pytest.approx(1e-3), steps=4)]
     assert fig.axes and len(panel.logs) == 1
-    panel.alpha.value, panel.steps.value = 1.5, 3
+    panel.weights["r1"].value, panel.steps.value = 1.5, 3
     panel.button.click()  # what a click does: train with the sliders' values and redraw
-    assert calls[-1]["alpha"] == 1.5 and calls[-1]["steps"] == 3 and len(panel.logs) == 2
+    assert calls[-1]["weights"]["r1"] == 1.5 and calls[-1]["steps"] == 3 and len(panel.logs) == 2
+    json_panel = widgets.reward_panel(run, weights={"r1": 1.0, "r2": 1.0, "r3": 0.5}, steps=2)  # the JSON stage's
+    json_panel.train()
+    assert calls[-1] == dict(weights={"r1": 1.0, "r2": 1.0, "r3": 0.5}, lr=pytest.approx(2e-4), steps=2)
 
 
 def test_batches_are_seeded_by_step_and_can_repeat_clips():

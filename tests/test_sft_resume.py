@@ -2,27 +2,17 @@
 
 A run is cut off by an exception while its data loader fetches a clip (as a Colab disconnect
 would), then a fresh model resumes it from the run directory; on the micro Idefics3 of
-``test_vlm.py``, with LoRA dropout on, so the random state has to be restored too.
+``conftest.py``, with LoRA dropout on, so the random state has to be restored too.
 """
 import pandas as pd
 import pytest
 import torch
 from peft import load_peft_weights
 
-from drivekit import checkpoints, scene, sft, zoo
+from drivekit import checkpoints, sft
 from drivekit.models import LoraSettings, load_vlm
 
-from micro import MICRO, items as _items, scenes as _scenes
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """A micro model and processor saved with save_pretrained, as a downloaded model would be."""
-    model, processor = zoo.untrained(zoo.corpus([scene.describe(s) for s in _scenes()]), MICRO)
-    path = tmp_path_factory.mktemp("micro-idefics3")
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
+from micro import items as _items
 
 
 class Disconnected(Exception):
@@ -61,7 +51,7 @@ def _settings(batch, accum, every, **changes):
 
 
 def _train(saved, train_set, settings, out, resume=False):
-    model, processor = load_vlm(saved, quantize_4bit=True, lora=settings.lora, device="cpu", seed=settings.seed)
+    model, processor = load_vlm(saved[0], quantize_4bit=True, lora=settings.lora, device="cpu", seed=settings.seed)
     log = sft.train(model, processor, train_set, _items(2, seed=1), settings, out, progress=False, resume=resume)
     return log, {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k}
 

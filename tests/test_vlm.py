@@ -20,16 +20,6 @@ _items = partial(items, n_frames=2)  # two frames a clip unless a test says othe
 PREDICTION_KEYS = ["file_name", "text", "actions_pred", "reasons_pred", "actions_true", "reasons_true", "ok", "problems"]
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """A micro model and processor saved with save_pretrained, as a downloaded model would be."""
-    model, processor = zoo.untrained(zoo.corpus([scene.describe(s) for s in _scenes()]), MICRO)
-    path = tmp_path_factory.mktemp("micro-idefics3")
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path, model
-
-
 def test_loader_reads_a_saved_idefics3_through_from_pretrained(saved):
     path, original = saved
     model, processor = load_vlm(path, device="cpu")
@@ -170,7 +160,7 @@ def test_json_target_collates_and_parses_back(saved):
     assert json.loads(sft.target_for(items[0], "json", scenes))["scene"] == "A red light ahead."
     assert json.loads(sft.target_for(items[1], "json", scenes))["scene"]  # no description: written from labels
     with pytest.raises(ValueError, match="target"):
-        sft.settings_for(__import__("drivekit.config", fromlist=["load"]).load("tiny"), target="yaml")
+        sft.SFTSettings.tiny(target="yaml")
 
 
 def test_json_prediction_rows_and_constrained_decoding(saved):

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from drivekit import json_reward as S
+from drivekit.weighted_reward import OnJson, RewardSettings, WeightedReward, make_reward
 from drivekit.json_output import json_target, json_target_for
 from drivekit.taxonomy import N_ACTIONS, N_REASONS
 
@@ -25,7 +25,8 @@ class Recorder:
 
 def test_views_feed_the_right_text():
     r1, r2 = Recorder(), Recorder()
-    reward = S.json_reward(r1, alpha=1, beta=1, gamma=1, r2=r2)
+    reward = make_reward(RewardSettings(), r1, target="json")
+    reward.terms["r2"] = (1.0, OnJson(r2, "labels"))  # a recorder in place of the label-F1 R2, behind the same view
     result = reward.evaluate([GOOD, "not json"], file_name=["a.jpg", "b.jpg"],
                              actions=[ACTIONS, ACTIONS], reasons=[REASONS, REASONS])
     assert r1.seen[0][0] == ["The car ahead is stopped close to us. Stop/Slow down because of obstacle: car."]
@@ -36,7 +37,8 @@ def test_views_feed_the_right_text():
 
 
 def test_label_f1_r2_and_weights():
-    reward = S.json_reward(None, beta=2, gamma=0.5)
+    reward = make_reward(RewardSettings(r2_weight=2, r3_weight=0.5), target="json")
+    assert isinstance(reward, WeightedReward)
     wrong = json.loads(GOOD)
     wrong["actions"] = ["Move forward"]
     result = reward.evaluate([GOOD, json.dumps(wrong)], **{k: v * 2 for k, v in BATCH.items()})

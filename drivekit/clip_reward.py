@@ -1,12 +1,12 @@
-"""Rewards for RL fine-tuning (proposal §2.3, DESIGN 6).
+"""R1, the CLIP semantic-alignment reward (proposal §2.3.1).
 
-Every reward is a plain callable with trl's ``reward_funcs`` signature
+Like every drivekit reward, a plain callable with trl's ``reward_funcs`` signature
 ``reward(completions: list[str], **batch) -> list[float]``: one float per completion, where
 ``batch`` holds the dataset columns of each completion's prompt (one value per completion, e.g.
 ``file_name``, the clip). A completion is a string or, in trl's conversational format, a list of
-messages; :func:`completion_text` reads either and never raises.
+messages (:func:`drivekit.formats.completion_text` reads either and never raises).
 
-- R1, semantic alignment (§2.3.1): ``v = mean_i normalize(CLIP_img(I_i))``,
+- R1: ``v = mean_i normalize(CLIP_img(I_i))``,
   ``t = normalize(CLIP_txt(T))``, ``R1 = v·t`` in [-1, 1]. :func:`r1` computes it on
   embeddings; :class:`ClipReward` on clips and texts, with the clips' image embeddings cached.
 """
@@ -22,24 +22,9 @@ import torch.nn.functional as F
 
 from .bddoia import frame_paths, load_image
 from .clip import default_device, encode_text
+from .formats import completion_text
 
 MAX_CHARS = 2000  # text kept for tokenising: far more than 77 tokens, and bounded work on garbage
-
-
-def completion_text(completion) -> str:
-    """The text of a completion: a string, bytes, or a list of chat messages (contents joined).
-
-    Anything else reads as the empty string; never raises.
-    """
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, bytes):
-        return completion.decode("utf-8", errors="replace")
-    if isinstance(completion, dict):
-        return completion_text(completion.get("content", completion.get("text", "")))
-    if isinstance(completion, (list, tuple)):
-        return " ".join(filter(None, map(completion_text, completion)))
-    return ""
 
 
 # ---------------------------------------------------------------------------------------------

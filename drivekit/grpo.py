@@ -5,8 +5,8 @@ advantage is its reward minus the group's mean reward (divided by the group's sp
 ``scale_rewards="group"``), so no critic is needed: the group is the baseline. A clip whose
 answers all score the same gives every one of them advantage 0 and teaches nothing; trl logs the
 share of such groups as ``frac_reward_zero_std``. The loss is the clipped policy gradient on those
-advantages plus ``kl_coef`` · KL to the reference policy (trl's ``beta``), which for a policy that starts from a saved
-adapter is a frozen copy of that adapter (trl adds it as adapter ``"ref"``).
+advantages plus ``kl_coef`` · KL to the reference policy (trl's ``beta``), which for a policy that
+starts from a saved adapter is a frozen copy of that adapter (trl adds it as adapter ``"ref"``).
 
 drivekit's own A2C (:mod:`drivekit.a2c`) is the course's reference implementation; this module
 only configures trl for the same model, prompts, rewards and sample budget:

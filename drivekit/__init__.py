@@ -4,7 +4,8 @@ Layers import downwards only (``tests/test_layers.py`` checks every import, defe
 
 1. labels & config   ``taxonomy`` (actions, reasons, their order) · ``config`` (tiny / paper profiles,
                      ``profile_defaults`` of every settings class)
-2. data              ``bddoia`` (official-layout reader, torch dataset) · ``scene`` (scene graph, rule
+2. data              ``bddoia`` (official-layout reader, torch dataset) · ``check_data`` (a copy on
+                     disk checked and reported, ``check-data``) · ``scene`` (scene graph, rule
                      table, descriptions) · ``render`` (frames of a scene) · ``synthetic`` (the dataset
                      writer) · ``toy_split`` (the proposal's split, as datasets)
 3. text formats      ``formats`` (plain target and parser, completion text) · ``json_output`` (schema,
@@ -40,7 +41,7 @@ __version__ = "0.1.0"
 # its own layer or of lower ones, never of a higher one, and the imports may not form a cycle.
 LAYERS = {
     "taxonomy": 1, "config": 1,
-    "bddoia": 2, "scene": 2, "render": 2, "synthetic": 2, "toy_split": 2,
+    "bddoia": 2, "check_data": 2, "scene": 2, "render": 2, "synthetic": 2, "toy_split": 2,
     "formats": 3, "json_output": 3, "metrics": 3, "stats": 3, "evaluation": 3, "plots": 3,
     "prompts": 4, "models": 4, "perception": 4, "zoo": 4, "smolvlm": 4, "constrained": 4, "clip": 4, "clip_eval": 4,
     "clip_reward": 5, "action_reward": 5, "structure_reward": 5, "weighted_reward": 5,

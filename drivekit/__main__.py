@@ -6,6 +6,7 @@ import sys
 
 COMMANDS = {  # command -> (module with main(argv), what it does)
     "generate": ("drivekit.synthetic", "write the synthetic BDD-OIA-format dataset"),
+    "check-data": ("drivekit.check_data", "check a BDD-OIA copy on disk: rows kept/dropped, missing images, labels"),
     "build-vlm": ("drivekit.zoo", "build and pretrain the tiny SmolVLM-architecture model"),
     "build-clip": ("drivekit.clip", "train the tiny driving-domain CLIP"),
     "sft": ("drivekit.sft_stage", "QLoRA SFT on the toy split, then predictions on its test part"),

@@ -3,7 +3,8 @@
 Layers import downwards only (``tests/test_layers.py`` checks every import, deferred ones too):
 
 1. labels & config   ``taxonomy`` (actions, reasons, their order) · ``config`` (tiny / paper profiles,
-                     ``profile_defaults`` of every settings class)
+                     ``profile_defaults`` of every settings class) · ``tracking`` (the
+                     ``DRIVEKIT_REPORT_TO`` switch: trackio or TensorBoard for every training loop)
 2. data              ``bddoia`` (official-layout reader, torch dataset) · ``check_data`` (a copy on
                      disk checked and reported, ``check-data``) · ``scene`` (scene graph, rule
                      table, descriptions) · ``render`` (frames of a scene) · ``synthetic`` (the dataset
@@ -40,7 +41,7 @@ __version__ = "0.1.0"
 # The layer of every module (plain data; the test above reads it). A module may import modules of
 # its own layer or of lower ones, never of a higher one, and the imports may not form a cycle.
 LAYERS = {
-    "taxonomy": 1, "config": 1,
+    "taxonomy": 1, "config": 1, "tracking": 1,
     "bddoia": 2, "check_data": 2, "scene": 2, "render": 2, "synthetic": 2, "toy_split": 2,
     "formats": 3, "json_output": 3, "metrics": 3, "stats": 3, "evaluation": 3, "plots": 3,
     "prompts": 4, "models": 4, "perception": 4, "zoo": 4, "smolvlm": 4, "constrained": 4, "clip": 4, "clip_eval": 4,

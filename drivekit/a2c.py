@@ -34,8 +34,10 @@ the distribution sampling draws from (:func:`sampling_logits`): on-policy even w
 non-finite loss is logged and skipped without touching the weights; ``max_failures`` consecutive
 failures stop the run. **Checkpoints**: every ``checkpoint_every`` steps, ``<run_dir>/checkpoint-<step>/``
 holds the adapter, value head and optimizer; :meth:`A2CTrainer.resume` continues from the latest
-(batches and samples are seeded by step). Each step's row goes to ``log.jsonl``. :func:`generate`
-decodes many clips (greedy by default) with the same KV-cached rollout, for evaluation.
+(batches and samples are seeded by step). Each step's row goes to ``log.jsonl`` and, with
+``$DRIVEKIT_REPORT_TO`` on, to trackio or TensorBoard (:mod:`drivekit.tracking`), under the names trl's
+GRPO logs where A2C measures the same thing (:func:`tracked_metrics`), so a dashboard plots both on one
+chart. :func:`generate` decodes many clips (greedy by default) with the same KV-cached rollout, for evaluation.
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ from torch import nn
 from . import checkpoints
 from .config import check_lr_schedule
 from .models import keep_4bit_trainable, load_adapter_weights, reference_policy
+from .tracking import Report, Tracker
 from .weighted_reward import RewardResult, take
 
 VALUE_HEAD_WEIGHTS = "value_head.safetensors"
@@ -517,6 +520,40 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 # 6. The trainer: one step, the loop, checkpoints
 # ---------------------------------------------------------------------------------------------
+# A step's measures that trl's GRPOTrainer logs too, measured the same way, under trl's names (a
+# tracker adds ``train/``): the mean sampled reward, KL (k3) to the reference, the policy's mean token
+# entropy, the LoRA learning rate, the loss minimised, the policy's gradient norm before clipping,
+# the mean completion length in tokens (the end token included) and the step's seconds.
+AS_TRL = {"reward": "reward", "kl": "kl", "entropy": "entropy", "lr": "learning_rate", "loss": "loss",
+          "grad_norm": "grad_norm", "length": "completions/mean_length", "seconds": "step_time"}
+# A2C's own measures, under their own names: the critic's and the policy's losses, the mean V(s_t) and
+# return G_t, the value head's gradient norm, the on-policy check, failed steps.
+OWN = ("policy_loss", "value_loss", "value", "ret", "value_grad_norm", "logp_gap", "skipped")
+
+
+def reward_names(reward) -> dict[str, str]:
+    """Each term of ``reward`` (a :class:`drivekit.weighted_reward.WeightedReward`) -> its name in trl's
+    logs: trl names a reward function by what it is called (a label-F1 R2 term ``r2``: ``r2_label_f1``)."""
+    from trl.trainer.utils import get_callable_name  # trl's own naming, so that the names are the same
+
+    return {name: get_callable_name(fn) for name, (_, fn) in getattr(reward, "terms", {}).items()}
+
+
+def tracked_metrics(row: Mapping, names: Mapping[str, str], samples: int) -> dict:
+    """A step's ``row`` as A2C reports it to a tracker: :data:`AS_TRL` under trl's names, each reward
+    term ``reward_<term>`` as ``rewards/<trl name>/mean`` (``names``: :func:`reward_names`), the share of
+    completions cut at ``max_new_tokens`` as ``completions/clipped_ratio``, :data:`OWN` as they are, and
+    ``samples_per_second`` (``samples`` completions a step)."""
+    out = {trl: row[key] for key, trl in AS_TRL.items() if key in row}
+    out.update({f"rewards/{trl}/mean": row[f"reward_{term}"] for term, trl in names.items() if f"reward_{term}" in row})
+    if "finished" in row:
+        out["completions/clipped_ratio"] = 1.0 - row["finished"]
+    out.update({key: float(row[key]) for key in OWN if key in row})
+    if row.get("seconds"):
+        out["samples_per_second"] = samples / row["seconds"]
+    return out
+
+
 class A2CTrainer:
     """A2C on a peft-wrapped VLM (see the module docstring).
 
@@ -656,26 +693,38 @@ class A2CTrainer:
 
     # -- the loop --------------------------------------------------------------------------------
     def train(self, steps: int | None = None, progress: bool = True,
-              callback: Callable[["A2CTrainer", dict], None] | None = None) -> pd.DataFrame:
-        """Run until ``steps`` (default ``cfg.steps``) steps in total have been taken; returns the log."""
+              callback: Callable[["A2CTrainer", dict], None] | None = None,
+              report: Report | None = None) -> pd.DataFrame:
+        """Run until ``steps`` (default ``cfg.steps``) steps in total have been taken; returns the log.
+        ``report``: where each step's :func:`tracked_metrics` go (default: ``$DRIVEKIT_REPORT_TO``, run ``A2C``)."""
         from tqdm.auto import tqdm
 
         total = self.cfg.steps if steps is None else steps
+        report = report or Report()
+        config = dict(asdict(self.cfg), reward_weights=dict(getattr(self.reward, "weights", {})))
+        tracker = Tracker(report, report.run_name("A2C"), config, resume=self.step_count > 0)
+        names = reward_names(self.reward) if tracker.active else {}
+        repeat = max(1, self.cfg.samples_per_clip)
+        samples = max(1, self.cfg.batch_size // repeat) * repeat  # completions a step (see batch)
         bar = tqdm(total=total, initial=min(self.step_count, total), desc="A2C", disable=not progress,
                    mininterval=1.0)
-        while self.step_count < total:
-            row = self.step()
-            bar.update()
-            if row.get("skipped"):
-                bar.set_postfix(skipped=row["error"][:40], refresh=False)
-            else:
-                bar.set_postfix(R=f"{row['reward']:.3f}", V=f"{row['value_loss']:.3f}", refresh=False)
-            if callback:
-                callback(self, row)
-            every = self.cfg.checkpoint_every
-            if self.run_dir and every and self.step_count % every == 0:
-                self.save_checkpoint()
-        bar.close()
+        try:
+            while self.step_count < total:
+                row = self.step()
+                tracker.log(tracked_metrics(row, names, samples), row["step"])
+                bar.update()
+                if row.get("skipped"):
+                    bar.set_postfix(skipped=row["error"][:40], refresh=False)
+                else:
+                    bar.set_postfix(R=f"{row['reward']:.3f}", V=f"{row['value_loss']:.3f}", refresh=False)
+                if callback:
+                    callback(self, row)
+                every = self.cfg.checkpoint_every
+                if self.run_dir and every and self.step_count % every == 0:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            tracker.finish()
         if self.run_dir:
             self.save_checkpoint()
         return self.log_frame()
@@ -729,11 +778,14 @@ class A2CTrainer:
 @torch.no_grad()
 def generate(model: nn.Module, items: Sequence[Mapping], make_inputs: Callable[[Sequence[Mapping]], Mapping],
              decode: Callable[[list[int]], str], *, eos_ids: Sequence[int], pad_id: int, max_new_tokens: int,
-             batch_size: int = 32, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> list[str]:
+             batch_size: int = 32, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
+             progress: bool = False) -> list[str]:
     """Completions of ``items`` (greedy by default), ``batch_size`` clips per batched, KV-cached rollout."""
+    from tqdm.auto import tqdm
+
     texts = []
     model.eval()
-    for start in range(0, len(items), batch_size):
+    for start in tqdm(range(0, len(items), batch_size), desc="generating", disable=not progress, mininterval=1.0):
         chunk = items[start:start + batch_size]
         roll = rollout(model, None, make_inputs(chunk), max_new_tokens=max_new_tokens, eos_ids=eos_ids, pad_id=pad_id,
                        temperature=temperature, top_p=top_p, generator=torch.Generator().manual_seed(seed + start))

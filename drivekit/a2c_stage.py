@@ -33,6 +33,7 @@ from .models import load_adapter_weights, load_vlm
 from .sft import SFTSettings
 from .sft_stage import ensure as ensure_sft
 from .toy_split import dataset_items, toy_data
+from .tracking import Report
 from .weighted_reward import RewardSettings, make_reward
 
 REFERENCE_ADAPTER = "reference"
@@ -93,20 +94,20 @@ def build_trainer(cfg: Config, items: Sequence[Mapping], reward, a2c: A2CSetting
 
 
 def answers(trainer: A2CTrainer, items: Sequence[Mapping], batch_size: int | None = None,
-            max_new_tokens: int = 32) -> list[str]:
+            max_new_tokens: int = 32, progress: bool = True) -> list[str]:
     """Greedy answers of the current policy to ``items`` (a :func:`build_trainer` trainer), in
     batches of ``batch_size`` clips (default: the profile's, ``trainer.eval_batch_size``)."""
     return generate(trainer.model, items, trainer.make_inputs, trainer.decode, eos_ids=trainer.eos_ids,
                     pad_id=trainer.pad_id, max_new_tokens=max_new_tokens,
                     batch_size=batch_size or trainer.eval_batch_size, top_p=trainer.cfg.top_p,
-                    seed=trainer.cfg.seed * 1_000_003 + 10**9)
+                    seed=trainer.cfg.seed * 1_000_003 + 10**9, progress=progress)
 
 
 def predictions(trainer: A2CTrainer, items: Sequence[Mapping], batch_size: int | None = None,
-                max_new_tokens: int = 32, target: str = "plain") -> list[dict]:
+                max_new_tokens: int = 32, target: str = "plain", progress: bool = True) -> list[dict]:
     """Greedy answers of the current policy (:func:`answers`) as prediction rows
     (:mod:`drivekit.evaluation`); ``target="json"`` parses them as Stage-3 JSON."""
-    texts = answers(trainer, items, batch_size, max_new_tokens)
+    texts = answers(trainer, items, batch_size, max_new_tokens, progress)
     return [prediction_row(item["name"], text, item["actions"], item["reasons"], target)
             for item, text in zip(items, texts)]
 
@@ -161,14 +162,14 @@ class ShortRuns:
 
 
 def train(cfg: Config, items: Sequence[Mapping], reward, settings: A2CSettings, start: str | Path = "sft",
-          out: str | Path | None = None, progress: bool = False) -> runs.Trained:
+          out: str | Path | None = None, progress: bool = False, report: Report | None = None) -> runs.Trained:
     """A2C from the adapter ``start`` on ``items`` with ``reward`` (the experiment harness's interface,
     shared with :func:`drivekit.grpo_stage.train`). With ``out``, the trained policy (adapter and
-    value head) goes to ``<out>/policy``."""
+    value head) goes to ``<out>/policy``; ``report``: where it reports (default ``$DRIVEKIT_REPORT_TO``)."""
     policy = load_policy(cfg, start)
     trainer = build_trainer(cfg, items, reward, settings, policy=policy)
     t0 = time.perf_counter()
-    log = trainer.train(progress=progress)
+    log = trainer.train(progress=progress, report=report)
     seconds = time.perf_counter() - t0
     if out is not None:
         trainer.save_policy(Path(out) / "policy")
@@ -217,11 +218,11 @@ def run(cfg: Config | None = None, a2c: A2CSettings | None = None, out: str | Pa
     weighted = make_reward(reward, ClipReward.from_config(cfg))
     trainer = build_trainer(cfg, dataset_items(data.train), weighted, a2c, start="sft", run_dir=result.dir / "run")
     test = dataset_items(data.test)
-    sft_rows = predictions(trainer, test)
+    sft_rows = predictions(trainer, test, progress=progress)
     t0 = time.perf_counter()
     trainer.train(progress=progress)
     seconds = time.perf_counter() - t0
-    rows = predictions(trainer, test)
+    rows = predictions(trainer, test, progress=progress)
     table = compare({"SFT": sft_rows, "A2C": rows}, weighted)
     write_artifacts(result, trainer, rows, table, train_seconds=round(seconds, 1), reward=asdict(reward))
     return result

@@ -23,8 +23,14 @@ and a 95 % interval over seeds (``stats.over_seeds``), the pooled exact sign tes
 (``stats.pooled``) and the share of the SFT → SFT-all gap each method closes. A finished run is
 reused, so an interrupted experiment continues where it stopped.
 
+With ``--report-to trackio|tensorboard`` (or ``$DRIVEKIT_REPORT_TO``) every run reports while it trains
+(:mod:`drivekit.tracking`) to one dashboard project named after the output folder (``rl-vs-sft``),
+as ``<method>-seed<s>`` (``A2C-R2-seed0``, ``SFT-all-seed1``) with its settings, method and seed as
+its config, so the dashboard compares methods and seeds directly.
+
     python -m drivekit rl-vs-sft [--seeds 0 1 2] [--fraction 0.03125] [--methods A2C-R2 GRPO-R2 ...]
                                  [--steps 320] [--sft-epochs E] [--no-sft-all] [--out DIR] [--json FILE]
+                                 [--report-to trackio|tensorboard|none]
 """
 from __future__ import annotations
 
@@ -46,6 +52,7 @@ from .evaluation import prediction_rewards, read_predictions, score, write_predi
 from .grpo import GRPOSettings
 from .sft import SFTSettings, predict
 from .toy_split import TRAIN_FRACTION, dataset_items, toy_data
+from .tracking import BACKENDS, Report
 from .weighted_reward import RewardSettings, make_reward
 
 REFERENCES = ("SFT", "SFT-all")
@@ -139,14 +146,21 @@ def _finish(folder: Path, rows: list[dict], clip_reward: ClipReward, **info) -> 
     return summary
 
 
+def run_name(method: str, seed: int) -> str:
+    """A run's name on a dashboard: ``A2C-R2-seed0``."""
+    return f"{method}-seed{seed}"
+
+
 def run_sft(cfg: Config, recipe: ExperimentSettings, method: str, seed: int, folder: Path, clip_reward: ClipReward,
-            progress: bool = False) -> dict:
+            progress: bool = False, report: Report | None = None) -> dict:
     """``SFT`` or ``SFT-all`` of ``seed`` for :func:`sft_epochs` (``sft_stage.run``, resumed when cut
-    off), scored on the test split."""
+    off), scored on the test split; ``report`` (a backend and project) gets the run's name and tags."""
     settings = profile_defaults(SFTSettings, cfg, seed=seed, epochs=sft_epochs(cfg, recipe, method))
     labels = "all" if method == "SFT-all" else "subset"
+    report = (report or Report()).tagged(run_name(method, seed), method=method, seed=seed, labels=labels,
+                                         fraction=recipe.fraction)
     result = sft_stage.run(cfg, settings, folder, progress=progress, resume=True, labels=labels,
-                           fraction=recipe.fraction)
+                           fraction=recipe.fraction, report=report)
     done = json.loads(result.summary.read_text())
     return _finish(folder, read_predictions(result.predictions), clip_reward, method=method, seed=seed,
                    labels=labels, fraction=recipe.fraction, epochs=settings.epochs, n_train=done["n_train"],
@@ -162,18 +176,23 @@ def rl_settings(cfg: Config, recipe: ExperimentSettings, method: str, seed: int)
 
 def run_rl(cfg: Config, recipe: ExperimentSettings, method: str, seed: int, start: Path, pool: Sequence[Mapping], test,
            folder: Path, clip_reward: ClipReward, free_clip: ClipReward | None = None, progress: bool = False,
-           sft_epochs: float | None = None) -> dict:
+           sft_epochs: float | None = None, report: Report | None = None) -> dict:
     """One RL method from the adapter ``start`` (an SFT of ``sft_epochs``, recorded) on the ``pool``
     items; greedy answers on ``test``.
 
     Writes ``log.csv`` (one row per step, ``reward`` the mean sampled reward), ``policy/`` (the
     trained adapter), ``predictions.jsonl`` and ``summary.json`` (with seconds per step). A label-free
     method's R1 is ``free_clip`` (:func:`label_free_clip`); ``clip_reward`` scores the test answers.
+    ``report`` (a backend and project) gets the run's name and tags.
     """
     algorithm, family = METHODS[method]
     reward = rl_reward(family, free_clip if family == "free" else None)
     settings = rl_settings(cfg, recipe, method, seed)
-    trained = STAGES[algorithm].train(cfg, pool, reward, settings, start=start, out=folder, progress=progress)
+    report = (report or Report()).tagged(run_name(method, seed), method=method, seed=seed, algorithm=algorithm,
+                                         reward=family, labels_used=LABELS_USED[family], fraction=recipe.fraction,
+                                         sft_epochs=sft_epochs)
+    trained = STAGES[algorithm].train(cfg, pool, reward, settings, start=start, out=folder, progress=progress,
+                                      report=report)
     folder.mkdir(parents=True, exist_ok=True)
     trained.log.to_csv(folder / "log.csv", index=False)
     rows = predict(trained.model, trained.processor, test, profile_defaults(SFTSettings, cfg), progress=progress)
@@ -219,10 +238,13 @@ def label_free_clip(cfg: Config) -> ClipReward:
 
 
 def run(recipe: ExperimentSettings = ExperimentSettings(), out: str | Path | None = None, cfg: Config | None = None,
-        progress: bool = False, echo=print) -> dict:
-    """Every method of ``recipe`` over its seeds (finished runs reused), then :func:`summarize`."""
+        progress: bool = False, echo=print, report_to: str | None = None) -> dict:
+    """Every method of ``recipe`` over its seeds (finished runs reused), then :func:`summarize`.
+    ``report_to`` (default ``$DRIVEKIT_REPORT_TO``): each run reports to that backend, in the project
+    named after ``out``, as :func:`run_name`."""
     cfg = cfg or load()
     out = Path(out) if out else cfg.runs_dir / "rl-vs-sft"
+    report = Report(to=report_to, project=out.resolve().name)  # checked before any training
     clip_reward = ClipReward.from_config(cfg)
     free_clip = label_free_clip(cfg) if any(METHODS[m][1] == "free" for m in recipe.methods) else None
     data = toy_data(cfg, profile_defaults(SFTSettings, cfg).val_size, fraction=recipe.fraction)
@@ -239,10 +261,10 @@ def run(recipe: ExperimentSettings = ExperimentSettings(), out: str | Path | Non
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             if method in REFERENCES:
-                s = run_sft(cfg, recipe, method, seed, folder, clip_reward, progress)
+                s = run_sft(cfg, recipe, method, seed, folder, clip_reward, progress, report)
             else:
                 s = run_rl(cfg, recipe, method, seed, out / "SFT" / f"seed{seed}" / "best", pool, data.test, folder,
-                           clip_reward, free_clip, progress, sft_epochs=epochs)
+                           clip_reward, free_clip, progress, sft_epochs=epochs, report=report)
             echo(f"{method} seed {seed}: F1_act {s['f1_act']:.4f}  F1_rsn {s['f1_rsn']:.4f}  pair F1 "
                  f"{s['pair_f1']:.4f}  R {s['R']:.4f}  train {s['train_seconds']} s")
     results = summarize(out, recipe)
@@ -404,12 +426,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, help="run directory (default <runs>/rl-vs-sft)")
     p.add_argument("--json", type=Path, help="also write the results here (e.g. benchmarks/results/rl_vs_sft.json)")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--report-to", choices=BACKENDS, help="watch every run in trackio or TensorBoard (default: "
+                   "$DRIVEKIT_REPORT_TO, else none; README, 'Watch a run')")
     a = p.parse_args(argv)
     recipe = ExperimentSettings(seeds=a.seeds, fraction=a.fraction, methods=a.methods, steps=a.steps, sft_all=a.sft_all,
                     sft_epochs=a.sft_epochs,
                     a2c={**A2C_SETTINGS, **dataclass_overrides(a.a2c, A2CSettings, "--a2c")},
                     grpo={**GRPO_SETTINGS, **dataclass_overrides(a.grpo, GRPOSettings, "--grpo")})
-    results = run(recipe, a.out, load(a.profile), progress=a.progress)
+    results = run(recipe, a.out, load(a.profile), progress=a.progress, report_to=a.report_to)
     results["command"] = " ".join(["python -m drivekit rl-vs-sft", *(argv if argv is not None else sys.argv[1:])])
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)

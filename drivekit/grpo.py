@@ -22,7 +22,10 @@ only configures trl for the same model, prompts, rewards and sample budget:
   the completion length, the loss type, no bf16 autocast (the 4-bit model computes in its own
   dtype) and gradient checkpointing as the model was loaded (:func:`config`). On a
   4-bit model trl casts the LoRA weights to bf16; :func:`build_trainer` casts them back to the
-  float32 that drivekit's SFT and A2C train in.
+  float32 that drivekit's SFT and A2C train in;
+- a tracker only when ``$DRIVEKIT_REPORT_TO`` (or a :class:`drivekit.tracking.Report`) asks for one,
+  through trl's ``report_to`` (transformers' trackio or TensorBoard callback, its metrics as
+  ``train/<name>``), guarded so that a failing tracker never stops training.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ import torch
 
 from . import prompts
 from .config import check_lr_schedule
+from .tracking import Report, guard_callbacks, point_trackio
 from .weighted_reward import WeightedReward
 
 
@@ -93,13 +97,19 @@ def dataset(items: Sequence[Mapping], instruction: str | None = None):
                               for item in items])
 
 
-def config(settings: GRPOSettings, out: str | Path, device: torch.device | str = "cpu"):
-    """The ``trl.GRPOConfig`` of ``settings`` (no checkpoints, no external loggers). Gradient
-    checkpointing is the model's own, as in SFT and A2C (``models.load_vlm(gradient_checkpointing=)``,
-    on in the paper profile): trl turns it off while sampling and back on for the update."""
+def config(settings: GRPOSettings, out: str | Path, device: torch.device | str = "cpu", report: Report | None = None):
+    """The ``trl.GRPOConfig`` of ``settings`` (no checkpoints). Gradient checkpointing is the model's
+    own, as in SFT and A2C (``models.load_vlm(gradient_checkpointing=)``, on in the paper profile): trl
+    turns it off while sampling and back on for the update. ``report`` (default: ``$DRIVEKIT_REPORT_TO``,
+    run ``GRPO``) sets trl's ``report_to``, ``project`` and ``run_name``."""
+    report = report or Report()
+    if report.to == "trackio":
+        point_trackio()  # before trl imports trackio, which reads its folder once
     from trl import GRPOConfig
 
     cpu = torch.device(device).type == "cpu"
+    tracked = dict(report_to=report.to, project=report.project, run_name=report.run_name("GRPO")) if report.on else \
+        dict(report_to="none")
     return GRPOConfig(
         output_dir=str(out), max_steps=settings.steps, learning_rate=settings.lr,
         lr_scheduler_type=check_lr_schedule(settings.lr_schedule),
@@ -109,24 +119,27 @@ def config(settings: GRPOSettings, out: str | Path, device: torch.device | str =
         temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k, beta=settings.kl_coef,
         epsilon=settings.epsilon, loss_type=settings.loss_type, scale_rewards=settings.scale_rewards,
         disable_dropout=True, bf16=False, fp16=False, use_cpu=cpu, gradient_checkpointing=False,
-        remove_unused_columns=False, save_strategy="no", report_to="none", logging_steps=1, seed=settings.seed,
-        data_seed=settings.seed, dataloader_num_workers=0, log_completions=False,
+        remove_unused_columns=False, save_strategy="no", logging_steps=1, seed=settings.seed,
+        data_seed=settings.seed, dataloader_num_workers=0, log_completions=False, **tracked,
     )
 
 
 def build_trainer(model, processor, items: Sequence[Mapping], reward: WeightedReward,
                   settings: GRPOSettings = GRPOSettings(), out: str | Path = "runs/grpo",
-                  instruction: str | None = None):
+                  instruction: str | None = None, report: Report | None = None):
     """A ``trl.GRPOTrainer`` for a peft-wrapped VLM (e.g. ``models.load_vlm(cfg, adapter=<SFT best>,
-    trainable=True)``) on ``items``; ``reward``'s terms become trl's ``reward_funcs`` and ``reward_weights``."""
+    trainable=True)``) on ``items``; ``reward``'s terms become trl's ``reward_funcs`` and ``reward_weights``;
+    ``report``: where trl reports (:func:`config`)."""
+    report = report or Report()
+    args = config(settings, out, next(model.parameters()).device, report)
     from trl import GRPOTrainer
 
     funcs = [fn for _, fn in reward.terms.values()]
-    args = config(settings, out, next(model.parameters()).device)
     args.reward_weights = [float(w) for w, _ in reward.terms.values()]
     start = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset(items, instruction),
                           processing_class=processor)
+    guard_callbacks(trainer, report, "GRPO")
     # trl rounds the trained adapter to bf16 on a quantized model (after copying it to "ref"): put the
     # start adapter back in float32 in both, so the policy starts exactly at π_ref and the KL at 0.
     with torch.no_grad():

@@ -18,6 +18,7 @@ from .grpo import GRPOSettings, build_trainer as grpo_trainer, log_frame
 from .models import load_vlm
 from .sft import SFTSettings
 from .sft_stage import ensure as ensure_sft
+from .tracking import Report
 
 
 def load_policy(cfg: Config, start: str | Path = "sft", device=None, sft: SFTSettings | None = None):
@@ -32,15 +33,15 @@ def load_policy(cfg: Config, start: str | Path = "sft", device=None, sft: SFTSet
 
 def build_trainer(cfg: Config, items: Sequence[Mapping], reward, settings: GRPOSettings | None = None, *,
                   policy=None, start: str | Path = "sft", run_dir: str | Path | None = None,
-                  instruction: str | None = None, progress: bool = True):
+                  instruction: str | None = None, progress: bool = True, report: Report | None = None):
     """A ``trl.GRPOTrainer`` on images-only prompts for ``items`` with ``reward``; ``policy`` is a
     :func:`load_policy` result to reuse (else one is loaded from ``start``), ``settings`` default to the
     profile's ``GRPOSettings``, trl writes under ``run_dir`` (default ``<runs>/grpo``). ``progress=False``
-    drops transformers' progress bar."""
+    drops transformers' progress bar; ``report``: where trl reports (default ``$DRIVEKIT_REPORT_TO``)."""
     model, processor = policy or load_policy(cfg, start)
     settings = settings or profile_defaults(GRPOSettings, cfg)
     trainer = grpo_trainer(model, processor, items, reward, settings, run_dir or Path(cfg.runs_dir) / "grpo",
-                           instruction)
+                           instruction, report)
     if not progress:
         from transformers.trainer_callback import ProgressCallback
 
@@ -49,13 +50,14 @@ def build_trainer(cfg: Config, items: Sequence[Mapping], reward, settings: GRPOS
 
 
 def train(cfg: Config, items: Sequence[Mapping], reward, settings: GRPOSettings, start: str | Path = "sft",
-          out: str | Path | None = None, progress: bool = False) -> runs.Trained:
+          out: str | Path | None = None, progress: bool = False, report: Report | None = None) -> runs.Trained:
     """GRPO from the adapter ``start`` on ``items`` with ``reward`` (the experiment harness's interface,
     shared with :func:`drivekit.a2c_stage.train`). With ``out``, trl works in ``<out>/trl`` and the
-    trained adapter goes to ``<out>/policy``."""
+    trained adapter goes to ``<out>/policy``; ``report``: where it reports (default ``$DRIVEKIT_REPORT_TO``)."""
     policy = load_policy(cfg, start)
     run_dir = Path(out) / "trl" if out is not None else None
-    trainer = build_trainer(cfg, items, reward, settings, policy=policy, run_dir=run_dir, progress=progress)
+    trainer = build_trainer(cfg, items, reward, settings, policy=policy, run_dir=run_dir, progress=progress,
+                            report=report)
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0

@@ -130,7 +130,7 @@ def evaluate(cfg: Config, stage: JsonSettings, result: JsonArtifacts, trainer, p
     under grammar-constrained decoding (written to ``result.constrained``)."""
     data, settings = toy_data(cfg), stage.sft_settings(cfg)
     rl_rows = predictions(trainer, dataset_items(data.test), batch_size=settings.eval_batch_size,
-                          max_new_tokens=stage.max_new_tokens, target="json")
+                          max_new_tokens=stage.max_new_tokens, target="json", progress=progress)
     with reference_policy(trainer.model, trainer.reference_adapter):  # the SFT-JSON adapter, frozen
         constrained = constrained_predictions(trainer.model, trainer.processor, data.test, settings, progress)
     write_predictions(constrained, result.constrained)

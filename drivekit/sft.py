@@ -9,12 +9,14 @@ epoch's batches, DDP averages the gradients, the validation loss is summed over 
 parts of the validation set, and the main process alone writes files.
 
 It logs the training loss of every optimiser step and the validation loss every ``eval_every``
-steps, saves an adapter checkpoint at each validation (``checkpoint-<step>``, as the paper's
-checkpoint-120) and keeps the one with the lowest validation loss as ``best``. The newest
-checkpoint also holds the trainer state (``trainer_state.pt``: optimiser, schedule, step, data
-order, best so far, loss log; ``rng_state_<process>.pt``), so ``train(..., resume=True)`` continues
-an interrupted run exactly as it would have gone on. Evaluation generates greedily on the toy test
-split and parses each answer with ``formats.parse_text``.
+steps (to ``loss_log.csv`` and, with ``$DRIVEKIT_REPORT_TO`` on, to trackio or TensorBoard as
+transformers' Trainer names them: ``train/loss``, ``train/learning_rate``, ``train/epoch``,
+``eval/loss``; :mod:`drivekit.tracking`), saves an adapter checkpoint at each validation
+(``checkpoint-<step>``, as the paper's checkpoint-120) and keeps the one with the lowest validation
+loss as ``best``. The newest checkpoint also holds the trainer state (``trainer_state.pt``:
+optimiser, schedule, step, data order, best so far, loss log; ``rng_state_<process>.pt``), so
+``train(..., resume=True)`` continues an interrupted run exactly as it would have gone on.
+Evaluation generates greedily on the toy test split and parses each answer with ``formats.parse_text``.
 
 The stage around this loop (toy split in, run directory out, command line) is
 :mod:`drivekit.sft_stage`.
@@ -41,6 +43,7 @@ from .evaluation import prediction_row
 from .formats import target_text
 from .json_output import json_target_for
 from .models import LoraSettings, default_device, keep_4bit_trainable
+from .tracking import Report, Tracker
 
 
 TARGETS = ("plain", "json")
@@ -199,7 +202,8 @@ def load_checkpoint(folder: Path, accelerator: Accelerator, model, optimizer, sc
 
 
 def train(model, processor, train_set, val_set, settings: SFTSettings, out: str | Path,
-          progress: bool = True, scenes: dict[str, str] | None = None, resume: bool = False) -> pd.DataFrame:
+          progress: bool = True, scenes: dict[str, str] | None = None, resume: bool = False,
+          report: Report | None = None) -> pd.DataFrame:
     """Fine-tune the trainable (LoRA) parameters of ``model``; returns the loss log.
 
     Saves ``checkpoint-<step>`` at each validation and copies the lowest-validation-loss one to
@@ -207,7 +211,8 @@ def train(model, processor, train_set, val_set, settings: SFTSettings, out: str 
     fills the ``scene`` field of JSON targets. ``resume``: continue from the latest checkpoint of
     ``out`` (if any) exactly as the run would have gone on (weights, optimiser, schedule, data
     order, random state); a finished run just returns its log. Under ``torchrun`` or
-    ``accelerate launch`` each process trains on its share of every epoch's batches.
+    ``accelerate launch`` each process trains on its share of every epoch's batches. ``report``:
+    where the main process reports each step (default: ``$DRIVEKIT_REPORT_TO``, run ``SFT``).
     """
     from tqdm.auto import tqdm
 
@@ -242,6 +247,9 @@ def train(model, processor, train_set, val_set, settings: SFTSettings, out: str 
     elif accelerator.is_main_process:  # a fresh run: an older run's checkpoints here must not be resumed
         checkpoints.release(out, TRAINER_STATE, [RNG_STATE.format("*")], keep=0)
     micro_losses = []
+    report = report or Report()
+    tracker = Tracker(report if accelerator.is_main_process else Report(to="none"), report.run_name("SFT"),
+                      asdict(settings), resume=latest is not None)
     # A refresh at most each second: a notebook kernel sends every refresh as a message, and a
     # flood of them can outrun the client (nbval then misses the end of the cell).
     bar = tqdm(total=total, initial=at.step, desc="SFT", disable=not (progress and accelerator.is_main_process),
@@ -277,6 +285,8 @@ def train(model, processor, train_set, val_set, settings: SFTSettings, out: str 
                     at.best = dict(loss=row["val_loss"], step=at.step,
                                    state={k: v.detach().clone() for k, v in state.items()})
             at.rows.append(row)
+            tracker.log(dict(loss=row["train_loss"], learning_rate=lr, epoch=row["epoch"],
+                             **({"eval_loss": row["val_loss"]} if validate else {})), at.step)
             if validate:
                 save_checkpoint(out, accelerator, model, optimizer, scheduler, settings, at, len(train_loader))
             bar.update()
@@ -286,6 +296,7 @@ def train(model, processor, train_set, val_set, settings: SFTSettings, out: str 
         else:  # the epoch ended: the next one draws its shuffle from here
             at.order, at.batches = order.get_state(), 0
     bar.close()
+    tracker.finish()
 
     unwrapped = accelerator.unwrap_model(model)
     set_peft_model_state_dict(unwrapped, at.best["state"])

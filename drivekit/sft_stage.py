@@ -6,8 +6,9 @@ Run directory, under ``cfg.runs_dir / "sft"`` (:class:`SFTArtifacts`): ``best/``
 (:mod:`drivekit.evaluation`'s rows) and ``summary.json`` (settings, best step, scores, timings).
 :func:`ensure` trains them when missing, resuming an interrupted run.
 
-Command line: ``python -m drivekit sft [--profile paper] [--out DIR] [--resume]``. In several
-processes (each trains on its share of the batches; one adapter comes out):
+Command line: ``python -m drivekit sft [--profile paper] [--out DIR] [--resume] [--report-to trackio]``
+(``--report-to``: :mod:`drivekit.tracking`). In several processes (each trains on its share of the
+batches; one adapter comes out):
 
     torchrun --nproc_per_node 2 -m drivekit.sft_stage ...            # GPUs, or CPUs (gloo)
     accelerate launch --multi_gpu --num_processes 2 -m drivekit.sft_stage ...
@@ -35,6 +36,7 @@ from .json_output import scene_texts
 from .models import default_device, load_vlm, set_lora_dropout
 from .sft import SFTSettings, best_step, predict, train
 from .toy_split import TRAIN_FRACTION, toy_data
+from .tracking import BACKENDS, Report
 
 
 class SFTArtifacts(runs.RunDir):
@@ -61,7 +63,7 @@ def write_summary(result: SFTArtifacts, cfg: Config, settings: SFTSettings, log:
 
 def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str | Path | None = None,
         progress: bool = True, start: str | Path | None = None, resume: bool = False,
-        labels: str = "subset", fraction: float = TRAIN_FRACTION) -> SFTArtifacts:
+        labels: str = "subset", fraction: float = TRAIN_FRACTION, report: Report | None = None) -> SFTArtifacts:
     """Fine-tune on the toy train subset, evaluate on the toy test split, write every artifact.
 
     ``start``: a saved adapter to train further (the JSON stage starts from the plain SFT's), with
@@ -70,6 +72,7 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
     ``sft.train``). ``labels="all"``: train on every toy-train label but the validation clips'
     (``toy_split.toy_data``), the reference of what labels give.
     ``fraction``: the labelled share of the train part ``labels="subset"`` trains on (the proposal's 1/8).
+    ``report``: where training reports (default: ``$DRIVEKIT_REPORT_TO``, run ``SFT``; ``drivekit.tracking``).
     """
     cfg = cfg or load()
     settings = settings or profile_defaults(SFTSettings, cfg)
@@ -84,7 +87,8 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
     if start is not None:
         set_lora_dropout(model, settings.lora.dropout)
     scenes = scene_texts(cfg) if settings.target == "json" else None
-    log = train(model, processor, data.train, data.val, settings, result.dir, progress, scenes, resume=resume)
+    log = train(model, processor, data.train, data.val, settings, result.dir, progress, scenes, resume=resume,
+                report=report)
     t1 = time.perf_counter()
     if state.is_main_process:
         rows = predict(model, processor, data.test, settings, progress)
@@ -113,11 +117,13 @@ def main(argv: list[str] | None = None) -> None:
                    help="labelled share of the toy train part (default 1/8, the proposal's)")
     add_model_arguments(p)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output directory")
+    p.add_argument("--report-to", choices=BACKENDS, help="watch the run in trackio or TensorBoard (default: "
+                   "$DRIVEKIT_REPORT_TO, else none; README, 'Watch a run')")
     a = p.parse_args(argv)
     cfg = load(a.profile, **model_overrides(a))
     changes = {k: v for k, v in (("epochs", a.epochs), ("lr", a.lr)) if v is not None}
     result = run(cfg, profile_defaults(SFTSettings, cfg, **changes), a.out, resume=a.resume, labels=a.labels,
-                 fraction=a.fraction)
+                 fraction=a.fraction, report=Report(to=a.report_to))
     if PartialState().is_main_process and result.summary.exists():
         s = json.loads(result.summary.read_text())
         print(f"{result.dir}: F1_act {s['f1_act']:.3f}  F1_rsn {s['f1_rsn']:.3f}  unparseable {s['unparseable']}  "

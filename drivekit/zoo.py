@@ -212,8 +212,11 @@ def untrained(texts: list[str], spec: TinySpec = TinySpec(), seed: int = 0):
 # ---------------------------------------------------------------------------------------------
 # Pretraining on descriptions
 # ---------------------------------------------------------------------------------------------
-def _frames(root: Path, names: list[str]) -> list[list]:
-    return [[load_image(p) for p in frame_paths(root, name)] for name in names]
+def _frames(root: Path, names: list[str], progress: bool = False) -> list[list]:
+    from tqdm.auto import tqdm
+
+    return [[load_image(p) for p in frame_paths(root, name)]
+            for name in tqdm(names, desc="frames", disable=not progress, mininterval=1.0)]
 
 
 def _lr_at(step: int, total: int, settings: PretrainSettings) -> float:
@@ -237,12 +240,15 @@ class FrameCache:
     what ``prompts.encode`` makes of the same clips and targets (all clips have the same number
     of frames, so the same prompt)."""
 
-    def __init__(self, processor, clips: list[list], chunk: int = 64):
+    def __init__(self, processor, clips: list[list], chunk: int = 64, progress: bool = False):
+        from tqdm.auto import tqdm
+
         template = prompts.encode(processor, clips[:1])
         self.processor, self.prompt = processor, template["input_ids"][0].tolist()
         self.pixel_mask = template.get("pixel_attention_mask")
+        starts = tqdm(range(0, len(clips), chunk), desc="image processor", disable=not progress, mininterval=1.0)
         self.pixels = torch.cat([((prompts.encode(processor, clips[i:i + chunk])["pixel_values"] + 1) * 127.5)
-                                 .round().to(torch.uint8) for i in range(0, len(clips), chunk)])
+                                 .round().to(torch.uint8) for i in starts])
 
     def batch(self, indices: list[int], targets: list[str]):
         tokenizer = self.processor.tokenizer
@@ -282,7 +288,7 @@ def pretrain(model, processor, clips: list[list], descriptions: list[str], texts
 
     rng = np.random.default_rng(settings.seed)
     tokenizer = processor.tokenizer
-    frames = FrameCache(processor, clips)
+    frames = FrameCache(processor, clips, progress=progress)
     weights = clip_weights(states, settings.balance) if states else None
     total = int(settings.epochs * len(clips) / settings.batch_size)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
@@ -341,7 +347,7 @@ def build(cfg: Config | None = None, out: str | Path | None = None, spec: TinySp
 
     model, processor = untrained(corpus([s["description"] for s in train]), spec, settings.seed)
     model.to(device)
-    clips = _frames(root, [s["file_name"] for s in train])
+    clips = _frames(root, [s["file_name"] for s in train], progress)
     descriptions = [s["description"] for s in train]
     losses = pretrain(model, processor, clips, descriptions, language_texts(settings.seed, descriptions),
                       settings, progress, states=[s["scene"]["lead"] for s in train])

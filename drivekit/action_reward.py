@@ -15,6 +15,13 @@ R2 variants, chosen by name with :func:`action_reward`:
 - ``"label_f1"`` — label-grounded: the text parsed back to label vectors
   (:func:`drivekit.formats.parse_text`), then the mean of the per-sample F1 of the actions and of
   the reasons against the truth, in [0, 1].
+- ``"majority"`` — label-free self-consistency (TTRL, Zuo et al., 2025): the answers sampled for
+  one clip vote, and each answer scores the label F1 above against the group's most frequent
+  parsed answer instead of the truth. It reads no label, only which clip an answer is for
+  (``file_name`` or ``name``); it needs several answers per clip (GRPO's group; A2C with
+  ``samples_per_clip > 1`` and ``reward_mode="terminal"``). Its known failure: a wrong majority is
+  rewarded, and so locked in; :attr:`MajorityVoteReward.votes` keeps every group's majority so a
+  harness that holds the labels can count how often it was wrong.
 - ``"judge"`` — the paper profile's LLM-as-judge: any local causal LM (a directory for
   ``from_pretrained``) reads the proposal's prompt ``Explanation: ... Reason: ... Score:`` and its
   greedy continuation is parsed into a score in [0, 1] (:func:`parse_score`: ``0.7``, ``7``,
@@ -120,6 +127,46 @@ class LabelF1Reward:
         w = self.action_weight
         score = w * _f1(pred_a, true_a.astype(int)) + (1 - w) * _f1(pred_r, true_r.astype(int))
         return score.astype(float).tolist()
+
+
+class MajorityVoteReward:
+    """R2 without labels: label F1 (as :class:`LabelF1Reward`) against the majority of the answers of
+    the same clip in the batch. The majority is the most frequent parsed (actions, reasons) among the
+    group's answers that parse (ties: the earliest); a group with no parsed answer scores 0. Each
+    call appends ``{clip: (actions, reasons)}`` of its majorities to :attr:`votes`."""
+
+    __name__ = "r2_majority"
+
+    def __init__(self, action_weight: float = 0.5):
+        self.action_weight = action_weight
+        self.votes: list[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]] = []
+
+    def __call__(self, completions: Sequence, **batch) -> list[float]:
+        texts = [completion_text(c) for c in completions]
+        clips = batch.get("file_name", batch.get("name"))
+        if clips is None or len(clips) != len(texts):
+            raise ValueError("the majority-vote R2 needs the column file_name (or name): which clip each "
+                             f"completion answers; got {None if clips is None else len(clips)} for {len(texts)}")
+        parsed = [parse_text(t) for t in texts]
+        answers = [(tuple(int(v) for v in p.actions), tuple(int(v) for v in p.reasons)) for p in parsed]
+        majority = {}
+        for clip in dict.fromkeys(str(c) for c in clips):
+            group = [a for a, c, p in zip(answers, clips, parsed) if str(c) == clip and (p.actions.any() or p.reasons.any())]
+            if group:
+                counts = {}
+                for a in group:
+                    counts[a] = counts.get(a, 0) + 1
+                majority[clip] = max(counts, key=counts.get)  # first maximal in insertion order: the earliest
+        self.votes.append(dict(majority))
+        voted = [str(c) in majority for c in clips]
+        if not any(voted):
+            return [0.0] * len(texts)
+        rows = [i for i, v in enumerate(voted) if v]
+        pred_a, pred_r = (np.array([answers[i][k] for i in rows], dtype=int) for k in (0, 1))
+        vote_a, vote_r = (np.array([majority[str(clips[i])][k] for i in rows], dtype=int) for k in (0, 1))
+        w, scores = self.action_weight, np.zeros(len(texts))
+        scores[rows] = w * _f1(pred_a, vote_a) + (1 - w) * _f1(pred_r, vote_r)
+        return scores.tolist()
 
 
 _NUMBER = re.compile(
@@ -249,9 +296,12 @@ def action_reward(name: str = "bleu", **kwargs) -> RewardFn:
         return BleuReward(threshold=None)
     if name == "label_f1":
         return LabelF1Reward(**kwargs)
+    if name == "majority":
+        return MajorityVoteReward(**kwargs)
     if name == "judge":
         return JudgeReward(**kwargs)
-    raise ValueError(f"unknown R2 variant {name!r}; choose bleu, bleu_raw, label_f1 or judge")
+    raise ValueError(f"unknown R2 variant {name!r}; choose bleu, bleu_raw, label_f1, majority or judge")
 
 
-R2_VARIANTS = ("bleu", "bleu_raw", "label_f1", "judge")
+R2_VARIANTS = ("bleu", "bleu_raw", "label_f1", "majority", "judge")
+LABEL_FREE = ("majority", "judge")  # R2 variants that read no ground truth

@@ -87,13 +87,16 @@ class GRPOSettings:
 
 def dataset(items: Sequence[Mapping], instruction: str | None = None):
     """A ``datasets.Dataset`` of trl's conversational VLM rows for dataset items (``name``, ``images``,
-    ``actions``, ``reasons``): the images-only prompt, the frames (stored losslessly as PNG), and the
-    columns the rewards read."""
+    and ``actions``, ``reasons`` when they have labels): the images-only prompt, the frames (stored
+    losslessly as PNG), and the columns the rewards read. Items without labels (label-free RL) give
+    rows without them, so a reward that needs them fails at once instead of reading any."""
     from datasets import Dataset
 
+    def labels(item):
+        return {k: [int(v) for v in item[k]] for k in ("actions", "reasons") if k in item}
+
     return Dataset.from_list([dict(prompt=prompts.messages(len(item["images"]), instruction),
-                                   images=list(item["images"]), file_name=item["name"],
-                                   actions=[int(v) for v in item["actions"]], reasons=[int(v) for v in item["reasons"]])
+                                   images=list(item["images"]), file_name=item["name"], **labels(item))
                               for item in items])
 
 

@@ -39,6 +39,9 @@ from .toy_split import TRAIN_FRACTION, toy_data
 from .tracking import BACKENDS, Report
 
 
+VAL_PREDICTIONS = "val_predictions.jsonl"  # answers on the validation clips (run(score_val=True))
+
+
 class SFTArtifacts(runs.RunDir):
     """Where one SFT run keeps its outputs."""
 
@@ -63,7 +66,8 @@ def write_summary(result: SFTArtifacts, cfg: Config, settings: SFTSettings, log:
 
 def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str | Path | None = None,
         progress: bool = True, start: str | Path | None = None, resume: bool = False,
-        labels: str = "subset", fraction: float = TRAIN_FRACTION, report: Report | None = None) -> SFTArtifacts:
+        labels: str = "subset", fraction: float = TRAIN_FRACTION, report: Report | None = None,
+        draw: int | None = None, score_val: bool = False) -> SFTArtifacts:
     """Fine-tune on the toy train subset, evaluate on the toy test split, write every artifact.
 
     ``start``: a saved adapter to train further (the JSON stage starts from the plain SFT's), with
@@ -73,6 +77,8 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
     (``toy_split.toy_data``), the reference of what labels give.
     ``fraction``: the labelled share of the train part ``labels="subset"`` trains on (the proposal's 1/8).
     ``report``: where training reports (default: ``$DRIVEKIT_REPORT_TO``, run ``SFT``; ``drivekit.tracking``).
+    ``draw``: an experiment seed's own draw of the labelled subset and validation clips (``toy_split.toy_data``).
+    ``score_val``: also answer the validation clips (``val_predictions.jsonl``), where settings are chosen.
     """
     cfg = cfg or load()
     settings = settings or profile_defaults(SFTSettings, cfg)
@@ -81,7 +87,7 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
     t0 = time.perf_counter()
     adapter = dict(lora=settings.lora) if start is None else dict(adapter=start, trainable=True)
     with state.main_process_first():  # the first process writes what is missing (synthetic clips, tiny VLM)
-        data = toy_data(cfg, settings.val_size, labels, fraction)
+        data = toy_data(cfg, settings.val_size, labels, fraction, draw)
         model, processor = load_vlm(cfg, gradient_checkpointing=settings.gradient_checkpointing,
                                     device=state.device, seed=settings.seed, **adapter)
     if start is not None:
@@ -93,7 +99,9 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
     if state.is_main_process:
         rows = predict(model, processor, data.test, settings, progress)
         write_predictions(rows, result.predictions)
-        write_summary(result, cfg, settings, log, rows, labels=labels, fraction=fraction, n_train=len(data.train),
+        if score_val:
+            write_predictions(predict(model, processor, data.val, settings, progress), result.dir / VAL_PREDICTIONS)
+        write_summary(result, cfg, settings, log, rows, labels=labels, fraction=fraction, draw=draw, n_train=len(data.train),
                       n_val=len(data.val),
                       train_seconds=round(t1 - t0, 1), predict_seconds=round(time.perf_counter() - t1, 1))
     return result

@@ -7,7 +7,9 @@ seed clip by clip on the same test clips rather than through two averages:
 - :func:`paired`: the clips a method gets exactly right (every action and reason) where the
   reference was wrong ("fixed") and the other way round ("broken");
 - :func:`sign_test`: the exact two-sided sign test (McNemar's exact test) on fixed vs broken
-  counts, pooled over seeds: under "no difference" each discordant clip is a fair coin.
+  counts: under "no difference" each discordant clip is a fair coin. Per seed; :func:`pooled` sums
+  seeds, which is a valid test only where the seeds' clips are independent draws;
+- :func:`paired_size`: how many clips a paired comparison needs to see a given difference.
 """
 from __future__ import annotations
 
@@ -63,3 +65,16 @@ def pooled(comparisons: Sequence[Mapping]) -> dict:
     fixed = sum(c["fixed"] for c in comparisons)
     broken = sum(c["broken"] for c in comparisons)
     return dict(fixed=fixed, broken=broken, p=sign_test(fixed, broken), seeds=len(comparisons))
+
+
+def paired_size(discordant: float, difference: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Clips needed for McNemar's test at level ``alpha`` to detect, with probability ``power``, a
+    ``difference`` in the share of clips two models get exactly right, when they disagree (one right,
+    the other wrong) on a share ``discordant`` of the clips (Connor, 1987):
+
+        n = (z_{1-α/2}·√d + z_{1-power}·√(d − δ²))² / δ²,   d = discordant, δ = difference.
+    """
+    if not 0 < difference <= discordant <= 1:
+        raise ValueError(f"need 0 < difference ({difference}) <= discordant ({discordant}) <= 1")
+    za, zb = scipy_stats.norm.ppf(1 - alpha / 2), scipy_stats.norm.ppf(power)
+    return int(np.ceil((za * np.sqrt(discordant) + zb * np.sqrt(discordant - difference ** 2)) ** 2 / difference ** 2))

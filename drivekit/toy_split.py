@@ -169,13 +169,25 @@ class ToyData:
     pool: BDDOIADataset
 
 
+def redraw(split: ToySplit, draw: int) -> ToySplit:
+    """``split`` with its labelled subset drawn again from the same train part, by ``draw``: the
+    same size per action (stratified, every action kept), other clips. The test part is unchanged."""
+    names = np.array(split.train_full)
+    labels = np.array([split.actions[n] for n in names])
+    picked = _stratified_pick(labels, split.train_fraction, np.random.default_rng([split.seed, draw]), every_class=True)
+    return ToySplit(train=names[picked].tolist(), test=list(split.test), train_full=list(split.train_full),
+                    seed=split.seed, actions=dict(split.actions), train_fraction=split.train_fraction)
+
+
 def toy_data(cfg: Config, val_size: int = 64, labels: str = "subset",
-             fraction: float = TRAIN_FRACTION) -> ToyData:
+             fraction: float = TRAIN_FRACTION, draw: int | None = None) -> ToyData:
     """The toy split of ``cfg.data_root`` (synthetic clips generated first in the tiny profile).
 
     ``labels="subset"``: train on the labelled ``fraction`` of the train part (the proposal's 1/8);
     ``"all"``: on every train-part clip outside the validation clips (the reference of what labels
     alone can give; the pool is then empty). The validation clips are the same either way.
+    ``draw``: an experiment seed's own draw of the labelled subset, the validation clips and so the
+    pool (:func:`redraw`; same sizes, same test part); ``None``: the saved split's (the notebooks').
     """
     if labels not in LABELS:
         raise ValueError(f"labels must be one of {LABELS}, not {labels!r}")
@@ -183,8 +195,11 @@ def toy_data(cfg: Config, val_size: int = 64, labels: str = "subset",
         ensure_dataset(cfg)
     samples = [s for part in read_splits(cfg.data_root).values() for s in part.samples]
     split = load_or_make_toy_split(cfg, samples, fraction=fraction)
+    if draw is not None:
+        split = redraw(split, draw)
     unused = sorted(set(split.train_full) - set(split.train))
-    picked = np.random.default_rng(cfg.seed).permutation(len(unused))[:val_size]
+    rng = np.random.default_rng(cfg.seed if draw is None else [cfg.seed, draw, 1])
+    picked = rng.permutation(len(unused))[:val_size]
     by_name = {s.name: s for s in samples}
     val = [by_name[unused[i]] for i in sorted(picked)]
     subset = split.subset(samples, "train")

@@ -161,3 +161,26 @@ def test_profiles_reward_defaults():
 
     assert config.profile_defaults(wr.RewardSettings, config.load("tiny")).r2 == "label_f1"
     assert config.profile_defaults(wr.RewardSettings, config.load("paper")).r2 == "bleu"  # the proposal's R2
+
+
+def _answer(action: int, reason: int) -> str:
+    a, r = [0] * 4, [0] * 21
+    a[action], r[reason] = 1, 1
+    return target_text(a, r)
+
+
+def test_majority_vote_rewards_agreement_with_the_clips_majority_and_reads_no_label():
+    vote = ar.action_reward("majority")
+    stop, go, left = _answer(1, 3), _answer(0, 0), _answer(2, 8)
+    completions = [stop, stop, go, stop, "garbage", left, "garbage", "garbage"]
+    clips = ["a", "a", "a", "a", "b", "b", "c", "c"]
+    scores = vote(completions, file_name=clips)  # no actions / reasons columns
+    assert scores[:4] == [1.0, 1.0, 0.0, 1.0]  # a: stop wins 3 to 1
+    assert scores[4:6] == [0.0, 1.0]  # b: the one answer that parses is the majority; garbage scores 0
+    assert scores[6:] == [0.0, 0.0]  # c: nothing parses, no majority
+    assert set(vote.votes[0]) == {"a", "b"} and vote.votes[0]["a"] == ((0, 1, 0, 0), tuple(int(i == 3) for i in range(21)))
+    half = vote([_answer(1, 3), _answer(1, 4)], name=["x", "x"])  # a tie: the earliest; right action, wrong reason
+    assert half == [1.0, 0.5] and len(vote.votes) == 2
+    with pytest.raises(ValueError, match="file_name"):
+        vote([stop], actions=[[0, 1, 0, 0]])
+    assert "majority" in ar.LABEL_FREE and "label_f1" not in ar.LABEL_FREE

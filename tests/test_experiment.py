@@ -25,13 +25,17 @@ def _row(name: str, right: bool) -> dict:
                 actions_true=truth_a, reasons_true=truth_r, ok=True, problems=[])
 
 
-def _write(out, method, seed, right: list[bool], **summary):
+def _write(out, method, seed, right: list[bool], val: list[bool] | None = None, **summary):
+    """A finished run: test answers right on ``right``, validation answers right on ``val`` (default: the same)."""
     folder = out / method / f"seed{seed}"
     folder.mkdir(parents=True)
-    rows = [_row(f"c{i}.jpg", r) for i, r in enumerate(right)]
-    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    share = sum(right) / len(right)
-    base = dict(f1_act=share, f1_rsn=share, pair_f1=share, R=share, n_train=8)
+    val = right if val is None else val
+    for name, marks in (("predictions.jsonl", right), ("val_predictions.jsonl", val)):
+        rows = [_row(f"c{i}.jpg", r) for i, r in enumerate(marks)]
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    share, val_share = sum(right) / len(right), sum(val) / len(val)
+    base = dict(f1_act=share, f1_rsn=share, pair_f1=share, R=share, n_train=8, commit="abc",
+                val=dict(f1_act=val_share, f1_rsn=val_share, pair_f1=val_share))
     (folder / "summary.json").write_text(json.dumps({**base, **summary}))
     if method in experiment.METHODS:
         (folder / "log.csv").write_text("step,reward,skipped\n" + "".join(f"{s},{s / 10},False\n" for s in range(1, 6)))
@@ -49,18 +53,20 @@ def finished(tmp_path):
     return tmp_path, experiment.ExperimentSettings(seeds=(0, 1, 2), fraction=1 / 32, methods=("A2C-R2",))
 
 
-def test_summarize_pairs_each_seed_with_its_sft_and_pools_the_sign_test(finished):
+def test_summarize_pairs_each_seed_with_its_sft_and_tests_each_seed(finished):
     out, recipe = finished
     results = experiment.summarize(out, recipe)
     assert results["seeds"] == [0, 1, 2] and results["labeled_fraction"] == 1 / 32
     a2c = results["methods"]["A2C-R2"]
-    assert a2c["f1_act"] == [0.7] * 3 and a2c["labels_used"] == "pool"
-    assert a2c["paired"][0] == dict(fixed=5, broken=1, both_right=9, both_wrong=5, n=20)
-    assert (a2c["fixed"], a2c["broken"]) == (15, 3)
-    assert a2c["p_vs_sft"] == pytest.approx(stats.sign_test(15, 3)) and a2c["p_vs_sft"] < 0.01
+    assert a2c["f1_act"] == [0.7] * 3 and a2c["labels_used"] == "pool" and a2c["commits"] == ["abc"]
+    assert a2c["paired"][0] == dict(fixed=5, broken=1, both_right=9, both_wrong=5, n=20, p=stats.sign_test(5, 1))
+    assert (a2c["fixed"], a2c["broken"]) == (15, 3)  # summed, descriptively: the seeds share the test clips
+    assert a2c["p_max"] == pytest.approx(stats.sign_test(5, 1)) and "p_vs_sft" not in a2c
+    assert a2c["val"]["f1_act"] == [0.7] * 3 and a2c["val_summary"]["f1_act"]["mean"] == pytest.approx(0.7)
+    assert a2c["paired_val"][0]["fixed"] == 5
     assert a2c["beats_sft_every_seed"]
     assert a2c["gap_closed"]["f1_act"] == pytest.approx((0.7 - 0.5) / (0.9 - 0.5))
-    assert "p_vs_sft" not in results["methods"]["SFT"]
+    assert "p_max" not in results["methods"]["SFT"]
     assert results["methods"]["SFT-all"]["gap_closed"] == {"f1_act": 1.0, "f1_rsn": 1.0}
     assert results["methods"]["SFT"]["summary"]["f1_act"]["sd"] == 0.0
 
@@ -71,7 +77,8 @@ def test_table_and_curves(finished):
     assert list(table.index) == ["SFT", "SFT-all", "A2C-R2"]
     assert table.loc["A2C-R2", "fixed/broken"] == "15/3" and table.loc["A2C-R2", "f1_act"] == "0.700 ± 0.000"
     closed = f"{(0.7 - 0.5) / (0.9 - 0.5):.2f}"
-    assert table.loc["A2C-R2", "gap closed (act, rsn)"] == f"{closed}, {closed}" and table.loc["SFT", "p vs SFT"] == ""
+    assert table.loc["A2C-R2", "gap closed (act, rsn)"] == f"{closed}, {closed}"
+    assert table.loc["SFT", "p vs SFT (each seed ≤)"] == "" and table.loc["A2C-R2", "val (act+rsn)/2"] == "0.700 ± 0.000"
     results = experiment.summarize(out, recipe)
     assert results["methods"]["A2C-R2"]["reward_curve"][0] == [0.1, 0.2, 0.3, 0.4, 0.5]
     curves = experiment.curves(results, window=2)
@@ -104,7 +111,7 @@ def test_a_missing_or_unscored_run_is_named(finished):
     with pytest.raises(FileNotFoundError, match="A2C-R2/seed1"):
         experiment.summarize(out, recipe)
     sft = out / "SFT" / "seed2" / "summary.json"  # SFT's own summary, before the harness scored the run
-    sft.write_text(json.dumps({k: v for k, v in json.loads(sft.read_text()).items() if k != "R"}))
+    sft.write_text(json.dumps({k: v for k, v in json.loads(sft.read_text()).items() if k not in ("R", "val")}))
     assert not experiment._finished(sft.parent) and experiment._finished(out / "SFT" / "seed1")
     with pytest.raises(FileNotFoundError, match="SFT/seed2"):
         experiment.summarize(out, experiment.ExperimentSettings(seeds=(1, 2), methods=()))
@@ -129,7 +136,7 @@ def test_a_finished_run_of_another_recipe_is_not_reused(finished):
     cfg = config.load("tiny")
     folder = out / "A2C-R2" / "seed0"
     settings = experiment.rl_settings(cfg, recipe, "A2C-R2", 0)
-    assert settings.steps == 320 and settings.lr == 3e-4 and settings.seed == 0
+    assert settings.steps == 320 and settings.lr == A2CSettings.tiny().lr and settings.seed == 0
     summary = json.loads((folder / "summary.json").read_text())
     (folder / "summary.json").write_text(json.dumps({**summary, "settings": asdict(settings)}))
     experiment._same_recipe(folder, recipe, settings)  # the same settings: reused
@@ -205,7 +212,9 @@ def test_reward_families():
     scores = label([right, "garbage"], actions=[[1, 0, 0, 0]] * 2, reasons=[[1] + [0] * 20] * 2)
     assert scores[0] == 1.0 and scores[1] == 0.0
     with pytest.raises(ValueError, match="needs a CLIP"):
-        experiment.rl_reward("free")
+        experiment.rl_reward("clip")
+    vote = experiment.rl_reward("vote")
+    assert list(vote.terms) == ["r2"] and vote([right, right], file_name=["a", "a"]) == [1.0, 1.0]
     with pytest.raises(ValueError, match="family"):
         experiment.rl_reward("both")
 
@@ -247,3 +256,101 @@ def test_the_command_is_registered():
 
     assert COMMANDS["rl-vs-sft"][0] == "drivekit.experiment"
     assert isinstance(experiment.table({"methods": {}}), pd.DataFrame)
+
+
+def test_tuning_chooses_on_validation_with_the_same_budget_for_both_algorithms(tmp_path, monkeypatch):
+    """The grid, then the variants at the grid's best, chosen by the validation score; no run answers
+    the test split. Training is replaced by a stand-in whose validation score is known."""
+    calls = []
+
+    def fake_task(cfg, recipe, method, seed, folder, out, test=True, changes=None, progress=False, report_to=None):
+        calls.append((method, folder.name, test))
+        changes = dict(changes or {})
+        if method in experiment.REFERENCES:
+            _write(folder.parents[1], method, seed, [True] * 10 + [False] * 10, draw=seed,
+                   epochs=experiment.sft_epochs(cfg, recipe, method))
+            return json.loads((folder / "summary.json").read_text())
+        good = 0.5 + (changes["lr"] == 3e-4) * 0.2 + (changes["kl_coef"] > 0) * 0.1  # grid best: lr 3e-4, KL 0.05
+        good += 0.05 * (changes.get("loss_type") == "dapo") + 0.05 * (changes.get("reward_mode") == "terminal")
+        settings = experiment.rl_settings(cfg, recipe, method, seed, **changes)
+        folder.mkdir(parents=True)
+        (folder / "val_predictions.jsonl").write_text("")
+        summary = dict(val=dict(f1_act=good, f1_rsn=good, pair_f1=good), settings=asdict(settings), changes=changes,
+                       seconds_per_step=0.5, sft_epochs=experiment.sft_epochs(cfg, recipe), draw=seed,
+                       fraction=recipe.fraction)
+        (folder / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+    monkeypatch.setattr(experiment, "_task", fake_task)
+    cfg = config.load("tiny")
+    recipe = experiment.ExperimentSettings(seeds=(0,), sft_all=False)
+    result = experiment.tune(cfg, recipe, 0, tmp_path, echo=lambda *a: None)
+    runs = [c for c in calls if c[0] not in experiment.REFERENCES]
+    assert all(test is False for _, _, test in runs)  # tuning never answers the test split
+    per_algorithm = {a: [c for c in runs if c[0] == experiment.TUNED_METHOD[a]] for a in ("a2c", "grpo")}
+    assert len(per_algorithm["a2c"]) == len(per_algorithm["grpo"]) == 4 + 4  # the same budget
+    for a, variant in (("a2c", "terminal"), ("grpo", "dapo")):
+        e = result["algorithms"][a]
+        assert e["grid_best"] == "lr3e-04-kl0.05" and e["chosen"] == f"lr3e-04-kl0.05+{variant}"
+        assert e["changes"]["lr"] == 3e-4 and e["changes"]["kl_coef"] == 0.05 and len(e["runs"]) == 8
+    assert json.loads((tmp_path / "tuning.json").read_text()) == result
+    chosen = experiment.tuned(recipe, result)
+    assert chosen.a2c["reward_mode"] == "terminal" and chosen.grpo["loss_type"] == "dapo" and chosen.a2c["lr"] == 3e-4
+    assert chosen.a2c["temperature"] == 0.7  # the recipe's own settings stay
+    table = experiment.tuning_table(result)
+    assert len(table) == 16 and (table["chosen"] == "✓").sum() == 2
+    calls.clear()
+    experiment.tune(cfg, recipe, 0, tmp_path, echo=lambda *a: None)
+    assert calls == []  # finished runs are reused
+
+
+def test_label_free_training_gets_no_label():
+    from drivekit.grpo import dataset
+
+    items = [dict(name="a.jpg", images=["frame"], actions=[0, 1, 0, 0], reasons=[1] + [0] * 20)]
+    free = experiment.unlabelled(items)
+    assert free == [dict(name="a.jpg", images=["frame"])] and "actions" in items[0]
+    assert experiment.LABELS_USED[experiment.METHODS["GRPO-SC"][1]] == "none"
+    assert {experiment.METHODS[m][1] for m in ("A2C-R1", "GRPO-SC", "A2C-SC", "ST")} == {"clip", "vote", "pseudo"}
+    pytest.importorskip("datasets")
+    from PIL import Image
+
+    frame = Image.new("RGB", (8, 8))
+    rows = dataset([dict(name="a.jpg", images=[frame])])
+    assert set(rows.column_names) == {"prompt", "images", "file_name"}
+    assert set(dataset([dict(items[0], images=[frame])]).column_names) >= {"actions", "reasons"}
+
+
+def test_self_consistency_runs_with_a_group_of_whole_answers():
+    cfg = config.load("tiny")
+    recipe = experiment.ExperimentSettings()
+    a2c = experiment.rl_settings(cfg, recipe, "A2C-SC", 0)
+    assert a2c.samples_per_clip == 4 and a2c.reward_mode == "terminal" and a2c.batch_size == 8
+    assert experiment.rl_settings(cfg, recipe, "GRPO-SC", 0).num_generations == 4
+    assert experiment.rl_settings(cfg, recipe, "ST", 1).seed == 1 and experiment.budget(recipe) == 320 * 8
+
+
+def test_majority_accuracy_is_read_against_the_pool_after_training():
+    reward = experiment.rl_reward("vote")
+    right, wrong = target_text([0, 1, 0, 0], [0, 1] + [0] * 19), target_text([1, 0, 0, 0], [1] + [0] * 20)
+    reward([right, right, wrong, wrong, wrong], file_name=["a", "a", "b", "b", "a"])
+    pool = [dict(name="a", actions=[0, 1, 0, 0], reasons=[0, 1] + [0] * 19),
+            dict(name="b", actions=[0, 1, 0, 0], reasons=[0, 1] + [0] * 19)]
+    found = experiment.majority_accuracy(reward, pool)
+    assert found == dict(right=0.5, first=0.5, last=0.5, votes=2)
+
+
+def test_exported_answers_recompute_the_paired_counts(finished, tmp_path):
+    out, recipe = finished
+    path = experiment.export_predictions(out, recipe, tmp_path / "answers.jsonl.gz")
+    results = experiment.summarize(out, recipe)
+    again = experiment.paired_from_predictions(path)
+    assert again["A2C-R2"] == results["methods"]["A2C-R2"]["paired"]
+    assert experiment.paired_from_predictions(path, "val")["A2C-R2"][0]["fixed"] == 5
+    assert path.stat().st_size < 5000
+    wrapped = tmp_path / "rl_vs_sft.json"
+    wrapped.write_text(json.dumps({"command": "python x", "commit": "abc", "results": results}))
+    assert experiment.load_results(wrapped) == {**json.loads(json.dumps(results)), "command": "python x", "commit": "abc"}
+    flat = tmp_path / "old.json"  # a file from before the provenance wrapper
+    flat.write_text(json.dumps({**results, "command": "python y"}))
+    assert experiment.load_results(flat)["command"] == "python y"

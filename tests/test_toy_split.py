@@ -204,3 +204,30 @@ def test_a_split_saved_before_fractions_were_recorded_loads_as_the_eighth(tmp_pa
     del saved["train_fraction"]
     path.write_text(json.dumps(saved))
     assert ToySplit.load(path) == split and split.train_fraction == 1 / 8
+
+
+def test_each_draw_has_its_own_labelled_subset_validation_and_pool_with_the_same_test(tmp_path):
+    from drivekit import synthetic, toy_split
+
+    root = synthetic.generate(tmp_path / "data", n_clips=400, n_frames=1, size=(32, 32), seed=2, workers=1,
+                              progress=False)
+    cfg = config.load("tiny", data_root=root, cache_dir=tmp_path / "cache", synthetic=False)
+    split = load_or_make_toy_split(cfg, fraction=1 / 8)
+    parts = {}
+    for draw in (None, 0, 1):
+        data = toy_split.toy_data(cfg, val_size=16, fraction=1 / 8, draw=draw)
+        parts[draw] = {p: [s.name for s in getattr(data, p).samples] for p in ("train", "val", "test", "pool")}
+        names = {p: set(v) for p, v in parts[draw].items()}
+        assert all(not names[a] & names[b] for a in names for b in names if a < b)
+        assert names["train"] | names["val"] | names["pool"] == set(split.train_full)
+        assert parts[draw]["test"] == split.test and len(names["val"]) == 16 and len(names["train"]) == len(split.train)
+        actions = lambda ns: sorted(split.actions[n] for n in ns)  # noqa: E731
+        assert actions(names["train"]) == actions(split.train)  # the same count of each action
+    assert parts[None]["train"] == split.train  # no draw: the saved split's subset (the notebooks')
+    for a, b in ((None, 0), (0, 1), (None, 1)):
+        assert parts[a]["train"] != parts[b]["train"] and parts[a]["val"] != parts[b]["val"]
+    again = toy_split.toy_data(cfg, val_size=16, fraction=1 / 8, draw=1)
+    assert [s.name for s in again.train.samples] == parts[1]["train"]  # a draw is repeatable
+    assert [s.name for s in again.val.samples] == parts[1]["val"]
+    all_labels = toy_split.toy_data(cfg, val_size=16, labels="all", fraction=1 / 8, draw=1)
+    assert [s.name for s in all_labels.val.samples] == parts[1]["val"]  # SFT-all keeps the draw's validation

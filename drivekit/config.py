@@ -14,6 +14,11 @@ the environment can change (:data:`ENVIRONMENT`), each over the profile's defaul
   1280x720 frame is 13 tiles; 1024 gives 5) and ``$DRIVEKIT_IMAGE_SPLITTING`` (``0``: one tile per
   frame). Unset: the model's own processor settings.
 
+A preset (``$DRIVEKIT_PRESET`` or ``load(preset=)``, :data:`PRESETS`) sizes a profile for one kind of
+machine: its model choices sit between the profile's and the environment's, and its settings between
+each settings class's profile defaults and the changes a caller passes (:func:`profile_defaults`).
+``t4``: the paper profile on a 16 GB T4 (Colab), README "On Colab".
+
 Keyword arguments of :func:`load` override all of them; :func:`add_model_arguments` and
 :func:`model_overrides` give a command line the same model choices (``--vlm``, ``--clip``, ...).
 """
@@ -45,6 +50,27 @@ PROFILES: dict[str, dict] = {
     ),
 }
 
+# Plain data: presets, a profile sized for one kind of machine. "config": Config fields over the profile's
+# (the environment still overrides them); "settings": per settings class (by name), fields over its profile
+# defaults. "compute_dtype" is what models.compute_dtype picks on that GPU (tests check it), not a switch.
+# The t4 numbers and the memory and time they lead to: README, "On Colab" (memory measured at these batch
+# sizes with 13 tiles a frame, benchmarks/results/paper_scale.json; 1024 px gives 5).
+PRESETS: dict[str, dict] = {
+    "t4": dict(
+        profile="paper",
+        config=dict(vlm="HuggingFaceTB/SmolVLM-256M-Instruct", image_edge=1024),
+        compute_dtype="float16",  # a T4 (compute capability 7.5) has no bf16 in hardware
+        settings={
+            # the paper's 6 epochs and 16 clips an optimiser step, as 2 micro-batches of 8 (SFT at batch 8:
+            # 5.3 GiB allocated / 11.3 reserved measured at 13 tiles); a validation every 25 steps, not 10
+            "SFTSettings": dict(epochs=6, batch_size=8, grad_accum=2, eval_every=25, eval_batch_size=8),
+            # 200 steps of 4 completions, not 500: within a Colab session (README); A2C at batch 4: 3.2 / 4.5 GiB
+            "A2CSettings": dict(steps=200, batch_size=4),
+            "GRPOSettings": dict(steps=200),  # one clip's group of 4 a step, as the paper profile; 2.7 / 3.9 GiB
+        },
+    ),
+}
+
 # Config field -> the environment variable that sets it.
 ENVIRONMENT = {
     "data_root": "DRIVEKIT_DATA", "cache_dir": "DRIVEKIT_CACHE", "runs_dir": "DRIVEKIT_RUNS",
@@ -69,6 +95,7 @@ class Config:
     image_edge: int | None = None  # None: the processor's own longest edge
     image_splitting: bool | None = None  # None: the processor's own setting
     seed: int = 0
+    preset: str | None = None  # a name in PRESETS, or None
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -117,15 +144,32 @@ def _parse(field: str, value, what: str):
     return value
 
 
-def load(profile: str | None = None, **overrides) -> Config:
-    """The configuration of ``profile`` (argument > $DRIVEKIT_PROFILE > tiny), the environment's
-    choices (:data:`ENVIRONMENT`) applied, then ``overrides``."""
+def check_preset(preset: str | None, profile: str, what: str = "preset") -> str | None:
+    """``preset`` (a name in :data:`PRESETS`, or None/"" for none) if it fits ``profile``, else a clear error."""
+    if not preset:
+        return None
+    if preset not in PRESETS:
+        raise ValueError(f"{what}={preset!r}: unknown preset; choose one of {sorted(PRESETS)}")
+    if PRESETS[preset]["profile"] != profile:
+        raise ValueError(f"{what}={preset!r} is for the {PRESETS[preset]['profile']!r} profile, not {profile!r}: "
+                         f"set DRIVEKIT_PROFILE={PRESETS[preset]['profile']} too")
+    return preset
+
+
+def load(profile: str | None = None, preset: str | None = None, **overrides) -> Config:
+    """The configuration of ``profile`` (argument > $DRIVEKIT_PROFILE > tiny), its ``preset``'s model
+    choices (argument > $DRIVEKIT_PRESET > none; :data:`PRESETS`), the environment's choices
+    (:data:`ENVIRONMENT`) applied, then ``overrides``."""
     profile = profile or os.environ.get("DRIVEKIT_PROFILE") or "tiny"
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    preset = (check_preset(preset, profile) if preset is not None
+              else check_preset(os.environ.get("DRIVEKIT_PRESET", "").strip(), profile, "$DRIVEKIT_PRESET"))
     values = dict(PROFILES[profile])
     values["cache_dir"] = HOME / "data" / "cache"
     values["runs_dir"] = HOME / "runs"
+    for field, value in (PRESETS[preset]["config"] if preset else {}).items():
+        values[field] = _parse(field, value, f"preset {preset}: {field}")
     for field, var in ENVIRONMENT.items():
         if os.environ.get(var, "").strip():
             values[field] = _parse(field, os.environ[var], f"${var}")
@@ -133,7 +177,7 @@ def load(profile: str | None = None, **overrides) -> Config:
         values[field] = _parse(field, value, field) if field in ENVIRONMENT else value
     for field in PATH_FIELDS:
         values[field] = Path(values[field])
-    return Config(profile=profile, **values)
+    return Config(profile=profile, preset=preset, **values)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,11 +206,13 @@ LR_SCHEDULES = ("constant", "linear")  # what A2C implements; trl's lr_scheduler
 def profile_defaults(cls, cfg: Config, **changes):
     """The defaults of ``cfg``'s profile for a settings dataclass ``cls`` (``SFTSettings``,
     ``A2CSettings``, ``GRPOSettings``, ``RewardSettings``, ``JsonSettings``...): ``cls.tiny(**changes)``
-    or ``cls.paper(**changes)``. Every settings class of drivekit has one classmethod per profile."""
+    or ``cls.paper(**changes)``, with ``cfg.preset``'s settings for ``cls`` under ``changes``. Every
+    settings class of drivekit has one classmethod per profile."""
     make = getattr(cls, cfg.profile, None)
     if cfg.profile not in PROFILES or not callable(make):
         raise ValueError(f"{cls.__name__} has no defaults for profile {cfg.profile!r}; known: {sorted(PROFILES)}")
-    return make(**changes)
+    preset = PRESETS[cfg.preset]["settings"].get(cls.__name__, {}) if getattr(cfg, "preset", None) else {}
+    return make(**{**preset, **changes})
 
 
 def check_lr_schedule(name: str) -> str:

@@ -571,7 +571,9 @@ class A2CTrainer:
                  decode: Callable[[list[int]], str], reward, cfg: A2CSettings | None = None, *,
                  eos_ids: Sequence[int], pad_id: int, value_head: ValueHead | None = None,
                  run_dir: str | Path | None = None, reference_adapter: str | None = None):
-        self.model, self.items, self.make_inputs, self.decode = model, list(items), make_inputs, decode
+        # a Sequence (a list, or items streamed from disk) is indexed as it is; anything else is listed once
+        self.items = items if isinstance(items, Sequence) else list(items)
+        self.model, self.make_inputs, self.decode = model, make_inputs, decode
         self.reward, self.cfg = reward, cfg or A2CSettings()
         self.eos_ids, self.pad_id = list(eos_ids), pad_id
         self.device = model_device(model)

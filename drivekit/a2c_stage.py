@@ -32,7 +32,7 @@ from .evaluation import compare, prediction_row, score, write_predictions
 from .models import load_adapter_weights, load_vlm
 from .sft import SFTSettings
 from .sft_stage import ensure as ensure_sft
-from .toy_split import dataset_items, toy_data
+from .toy_split import items_of, toy_data
 from .tracking import Report
 from .weighted_reward import RewardSettings, make_reward
 
@@ -216,8 +216,8 @@ def run(cfg: Config | None = None, a2c: A2CSettings | None = None, out: str | Pa
     data = toy_data(cfg)
     reward = reward or profile_defaults(RewardSettings, cfg)
     weighted = make_reward(reward, ClipReward.from_config(cfg))
-    trainer = build_trainer(cfg, dataset_items(data.train), weighted, a2c, start="sft", run_dir=result.dir / "run")
-    test = dataset_items(data.test)
+    trainer = build_trainer(cfg, items_of(cfg, data.train), weighted, a2c, start="sft", run_dir=result.dir / "run")
+    test = items_of(cfg, data.test)
     sft_rows = predictions(trainer, test, progress=progress)
     t0 = time.perf_counter()
     trainer.train(progress=progress)

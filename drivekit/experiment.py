@@ -70,7 +70,7 @@ from .evaluation import prediction_rewards, read_predictions, score, write_predi
 from .grpo import GRPOSettings
 from .models import load_vlm
 from .sft import SFTSettings, predict
-from .toy_split import TRAIN_FRACTION, dataset_items, toy_data
+from .toy_split import TRAIN_FRACTION, items_of, toy_data
 from .tracking import BACKENDS, Report
 from .weighted_reward import RewardSettings, make_reward
 
@@ -186,10 +186,32 @@ def yardstick(clip_reward: ClipReward):
     return make_reward(RewardSettings(r2="label_f1"), clip_reward)
 
 
-def unlabelled(items: Sequence[Mapping]) -> list[dict]:
+def unlabelled(items: Sequence[Mapping]) -> Sequence[dict]:
     """``items`` without ``actions`` and ``reasons``: what label-free training gets, so that no reward
-    (nor anything else) can read a pool label."""
-    return [{k: v for k, v in item.items() if k not in ("actions", "reasons")} for item in items]
+    (nor anything else) can read a pool label. A list gives a list; items streamed from disk
+    (``toy_split.StreamedItems``) stay streamed."""
+    if isinstance(items, list):
+        return [_without_labels(item) for item in items]
+    return Unlabelled(items)
+
+
+def _without_labels(item: Mapping) -> dict:
+    return {k: v for k, v in item.items() if k not in ("actions", "reasons")}
+
+
+class Unlabelled(Sequence):
+    """:func:`unlabelled` of a sequence read lazily: each item loses its labels when indexed."""
+
+    def __init__(self, items: Sequence[Mapping]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [_without_labels(item) for item in self.items[index]]
+        return _without_labels(self.items[index])
 
 
 def git_commit() -> dict:
@@ -285,7 +307,7 @@ def run_rl(cfg: Config, recipe: ExperimentSettings, method: str, seed: int, fold
     if not (start / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{method} seed {seed} starts from {start}, which holds no adapter: run SFT first")
     data = toy_data(cfg, recipe.val_size, fraction=recipe.fraction, draw=seed)
-    pool = dataset_items(data.pool)
+    pool = items_of(cfg, data.pool)
     items = pool if family == "label" else unlabelled(pool)
     settings = rl_settings(cfg, recipe, method, seed, **(changes or {}))
     report = (report or Report()).tagged(run_name(method, seed), method=method, seed=seed, algorithm=algorithm,
@@ -304,7 +326,7 @@ def run_rl(cfg: Config, recipe: ExperimentSettings, method: str, seed: int, fold
         trained = STAGES[algorithm].train(cfg, items, reward, settings, start=start, out=folder, progress=progress,
                                           report=report)
         if family == "vote":
-            info["majority"] = majority_accuracy(reward, pool)
+            info["majority"] = majority_accuracy(reward, {s.name: (s.actions, s.reasons) for s in data.pool.samples})
     trained.log.to_csv(folder / "log.csv", index=False)
     sft = profile_defaults(SFTSettings, cfg)
     val_rows = predict(trained.model, trained.processor, data.val, sft, progress=progress)
@@ -321,12 +343,12 @@ def run_rl(cfg: Config, recipe: ExperimentSettings, method: str, seed: int, fold
                    settings=asdict(settings), changes=dict(changes or {}), **info)
 
 
-def majority_accuracy(reward, pool: Sequence[Mapping], window: int = 40) -> dict:
-    """How often the self-consistency majority was the truth of its pool clip (read by the harness
-    after training; the reward never saw it): overall, in the first and in the last ``window`` steps."""
+def majority_accuracy(reward, truth: Mapping[str, tuple[Sequence[int], Sequence[int]]], window: int = 40) -> dict:
+    """How often the self-consistency majority was the truth (``{clip: (actions, reasons)}``, the pool's
+    labels, read by the harness after training; the reward never saw them): overall, in the first and
+    in the last ``window`` steps, and how many votes there were."""
     vote = reward.terms["r2"][1]
-    truth = {str(item["name"]): (tuple(int(v) for v in item["actions"]), tuple(int(v) for v in item["reasons"]))
-             for item in pool}
+    truth = {str(k): (tuple(int(v) for v in a), tuple(int(v) for v in r)) for k, (a, r) in truth.items()}
     per_call = [[majority == truth.get(clip) for clip, majority in votes.items()] for votes in vote.votes]
     share = lambda calls: float(np.mean([x for c in calls for x in c])) if any(calls) else None  # noqa: E731
     return dict(right=share(per_call), first=share(per_call[:window]), last=share(per_call[-window:]),

@@ -92,12 +92,19 @@ def dataset(items: Sequence[Mapping], instruction: str | None = None):
     rows without them, so a reward that needs them fails at once instead of reading any."""
     from datasets import Dataset
 
-    def labels(item):
-        return {k: [int(v) for v in item[k]] for k in ("actions", "reasons") if k in item}
+    if isinstance(items, list):
+        return Dataset.from_list(list(_rows(items, instruction)))
+    # items streamed from disk (toy_split.StreamedItems, the paper profile): written to an Arrow file one
+    # row at a time, which trl then reads memory-mapped, instead of every frame held in memory at once
+    return Dataset.from_generator(_rows, gen_kwargs=dict(items=items, instruction=instruction))
 
-    return Dataset.from_list([dict(prompt=prompts.messages(len(item["images"]), instruction),
-                                   images=list(item["images"]), file_name=item["name"], **labels(item))
-                              for item in items])
+
+def _rows(items: Sequence[Mapping], instruction: str | None):
+    """trl's rows of :func:`dataset`, one item at a time."""
+    for item in items:
+        labels = {k: [int(v) for v in item[k]] for k in ("actions", "reasons") if k in item}
+        yield dict(prompt=prompts.messages(len(item["images"]), instruction), images=list(item["images"]),
+                   file_name=item["name"], **labels)
 
 
 def config(settings: GRPOSettings, out: str | Path, device: torch.device | str = "cpu", report: Report | None = None):

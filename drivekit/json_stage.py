@@ -28,7 +28,7 @@ from .sft_stage import SFTArtifacts
 from .sft_stage import artifacts as sft_artifacts
 from .sft_stage import ensure as ensure_sft
 from .sft_stage import run as run_sft
-from .toy_split import dataset_items, toy_data
+from .toy_split import items_of, toy_data
 from .weighted_reward import RewardSettings, make_reward
 
 
@@ -119,7 +119,7 @@ MODELS = ("SFT (plain)", "SFT-JSON", "RL-JSON", "SFT-JSON + constrained")  # the
 def make_trainer(cfg: Config, stage: JsonSettings, result: JsonArtifacts, clip_reward):
     """The A2C trainer of the JSON stage: policy = the SFT-JSON adapter (a frozen copy is π_ref),
     R = w1·R1 + w2·R2 + w3·R3 with ``clip_reward`` as R1, on the toy train subset."""
-    train = dataset_items(toy_data(cfg).train)
+    train = items_of(cfg, toy_data(cfg).train)
     return build_trainer(cfg, train, stage.make_reward(clip_reward), stage.a2c_settings(cfg), start=result.sft.best,
                          run_dir=result.rl.dir / "run")
 
@@ -129,7 +129,7 @@ def evaluate(cfg: Config, stage: JsonSettings, result: JsonArtifacts, trainer, p
     SFT-JSON's (read from their runs), RL-JSON's (greedy, the trainer's policy), and SFT-JSON's
     under grammar-constrained decoding (written to ``result.constrained``)."""
     data, settings = toy_data(cfg), stage.sft_settings(cfg)
-    rl_rows = predictions(trainer, dataset_items(data.test), batch_size=settings.eval_batch_size,
+    rl_rows = predictions(trainer, items_of(cfg, data.test), batch_size=settings.eval_batch_size,
                           max_new_tokens=stage.max_new_tokens, target="json", progress=progress)
     with reference_policy(trainer.model, trainer.reference_adapter):  # the SFT-JSON adapter, frozen
         constrained = constrained_predictions(trainer.model, trainer.processor, data.test, settings, progress)

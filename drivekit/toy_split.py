@@ -210,6 +210,34 @@ def toy_data(cfg: Config, val_size: int = 64, labels: str = "subset",
                      (train, val, split.subset(samples, "test"), pool)))
 
 
-def dataset_items(dataset) -> list[dict]:
-    """The items of a ``BDDOIADataset`` (``name``, ``images``, ``actions``, ``reasons``), loaded once."""
+class StreamedItems(Sequence):
+    """The items of a dataset read from disk each time one is indexed (a slice gives a list): what a
+    training loop or ``predict`` indexes, without every frame decoded in memory at once."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.dataset[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"item {index} of {len(self)}")
+        return self.dataset[index % len(self)]
+
+
+def dataset_items(dataset, stream: bool = False) -> Sequence[dict]:
+    """The items of a ``BDDOIADataset`` (``name``, ``images``, ``actions``, ``reasons``): loaded once into
+    a list, or with ``stream`` (the paper profile: BDD-OIA's 1280×720 frames, about 2.7 MB each decoded)
+    a :class:`StreamedItems` that reads each from disk when it is used."""
+    if stream:
+        return StreamedItems(dataset)
     return [dataset[i] for i in range(len(dataset))]
+
+
+def items_of(cfg: Config, dataset) -> Sequence[dict]:
+    """:func:`dataset_items` as ``cfg``'s profile wants them: streamed from disk for real data (the
+    paper profile), in memory for the small synthetic clips (the tiny profile)."""
+    return dataset_items(dataset, stream=not cfg.synthetic)

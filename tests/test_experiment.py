@@ -10,7 +10,7 @@ from dataclasses import asdict, replace
 import pandas as pd
 import pytest
 
-from drivekit import clip, config, experiment, metrics, plots, stats
+from drivekit import clip, config, experiment, metrics, plots, stats, toy_split
 from drivekit.a2c import A2CSettings
 from drivekit.grpo import GRPOSettings
 from drivekit.formats import target_text
@@ -310,6 +310,9 @@ def test_label_free_training_gets_no_label():
     items = [dict(name="a.jpg", images=["frame"], actions=[0, 1, 0, 0], reasons=[1] + [0] * 20)]
     free = experiment.unlabelled(items)
     assert free == [dict(name="a.jpg", images=["frame"])] and "actions" in items[0]
+    streamed = experiment.unlabelled(toy_split.StreamedItems(items))  # items read from disk stay lazy
+    assert not isinstance(streamed, list) and len(streamed) == 1
+    assert streamed[0] == free[0] and streamed[0:1] == free
     assert experiment.LABELS_USED[experiment.METHODS["GRPO-SC"][1]] == "none"
     assert {experiment.METHODS[m][1] for m in ("A2C-R1", "GRPO-SC", "A2C-SC", "ST")} == {"clip", "vote", "pseudo"}
     pytest.importorskip("datasets")
@@ -334,9 +337,8 @@ def test_majority_accuracy_is_read_against_the_pool_after_training():
     reward = experiment.rl_reward("vote")
     right, wrong = target_text([0, 1, 0, 0], [0, 1] + [0] * 19), target_text([1, 0, 0, 0], [1] + [0] * 20)
     reward([right, right, wrong, wrong, wrong], file_name=["a", "a", "b", "b", "a"])
-    pool = [dict(name="a", actions=[0, 1, 0, 0], reasons=[0, 1] + [0] * 19),
-            dict(name="b", actions=[0, 1, 0, 0], reasons=[0, 1] + [0] * 19)]
-    found = experiment.majority_accuracy(reward, pool)
+    truth = {"a": ([0, 1, 0, 0], [0, 1] + [0] * 19), "b": ([0, 1, 0, 0], [0, 1] + [0] * 19)}
+    found = experiment.majority_accuracy(reward, truth)
     assert found == dict(right=0.5, first=0.5, last=0.5, votes=2)
 
 

@@ -231,3 +231,38 @@ def test_each_draw_has_its_own_labelled_subset_validation_and_pool_with_the_same
     assert [s.name for s in again.val.samples] == parts[1]["val"]
     all_labels = toy_split.toy_data(cfg, val_size=16, labels="all", fraction=1 / 8, draw=1)
     assert [s.name for s in all_labels.val.samples] == parts[1]["val"]  # SFT-all keeps the draw's validation
+
+
+def test_streamed_items_read_each_clip_when_indexed_and_the_paper_profile_streams(tmp_path):
+    from drivekit import synthetic, toy_split
+
+    root = synthetic.generate(tmp_path / "data", n_clips=40, n_frames=1, size=(32, 32), seed=2, workers=1,
+                              progress=False)
+    cfg = config.load("tiny", data_root=root, cache_dir=tmp_path / "cache", synthetic=False)
+    data = toy_split.toy_data(cfg, val_size=2)
+    reads = []
+
+    class Counted:  # the dataset, counting the clips it reads from disk
+        def __len__(self):
+            return len(data.test)
+
+        def __getitem__(self, i):
+            reads.append(i)
+            return data.test[i]
+
+    streamed = toy_split.dataset_items(Counted(), stream=True)
+    assert len(streamed) == len(data.test) and reads == []  # nothing read up front
+    first, last = streamed[0], streamed[-1]
+    assert first["name"] == data.test.samples[0].name and last["name"] == data.test.samples[-1].name
+    assert [item["name"] for item in streamed[1:3]] == [s.name for s in data.test.samples[1:3]]
+    assert reads == [0, len(data.test) - 1, 1, 2]
+    with pytest.raises(IndexError):
+        streamed[len(data.test)]
+    assert isinstance(toy_split.items_of(cfg, data.test), toy_split.StreamedItems)  # real data: streamed
+    listed = toy_split.items_of(cfg.replace(synthetic=True), data.test)  # the tiny profile's small clips
+    assert isinstance(listed, list) and [i["name"] for i in listed] == [i["name"] for i in streamed]
+    from drivekit.grpo import dataset
+
+    rows, lazy = dataset(listed[:3]), dataset(streamed)  # a list in memory; streamed items via an Arrow file
+    assert lazy.num_rows == len(data.test) and lazy[:3]["file_name"] == rows["file_name"]
+    assert lazy[0]["actions"] == rows[0]["actions"]

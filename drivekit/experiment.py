@@ -810,8 +810,9 @@ def curves(results: Mapping, window: int = 10) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m drivekit rl-vs-sft`` (also ``benchmarks/bench_rl_vs_sft.py``'s)."""
+def parser(runs_flag: str = "--out") -> argparse.ArgumentParser:
+    """The command line of ``python -m drivekit rl-vs-sft``; ``benchmarks/bench_rl_vs_sft.py`` names the
+    run directory ``--runs`` (its ``--out`` is the results file)."""
     defaults = ExperimentSettings()
     p = argparse.ArgumentParser(prog="python -m drivekit rl-vs-sft", description=(
         "SFT, SFT-all and RL on the unlabelled pool over seeds, each seed with its own data draw; settings "
@@ -836,7 +837,7 @@ def parser() -> argparse.ArgumentParser:
                    help="leave out SFT-all, the reference of the gap (a short run)")
     p.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process (the CPU's threads "
                    "shared among them)")
-    p.add_argument("--out", type=Path, help="run directory (default <runs>/rl-vs-sft)")
+    p.add_argument(runs_flag, dest="runs", type=Path, help="run directory (default <runs>/rl-vs-sft)")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--report-to", choices=BACKENDS, help="watch every run in trackio or TensorBoard (default: "
                    "$DRIVEKIT_REPORT_TO, else none; README, 'Watch a run')")
@@ -849,7 +850,7 @@ def from_arguments(a: argparse.Namespace, echo=print) -> dict:
                                 sft_all=a.sft_all, sft_epochs=a.sft_epochs, val_size=a.val_size,
                                 a2c={**A2C_SETTINGS, **dataclass_overrides(a.a2c, A2CSettings, "--a2c")},
                                 grpo={**GRPO_SETTINGS, **dataclass_overrides(a.grpo, GRPOSettings, "--grpo")})
-    return run(recipe, a.out, load(a.profile), progress=a.progress, echo=echo, report_to=a.report_to,
+    return run(recipe, a.runs, load(a.profile), progress=a.progress, echo=echo, report_to=a.report_to,
                tune_seed=a.tune_seed, jobs=a.jobs)
 
 

@@ -1,4 +1,9 @@
-"""ipywidgets for the notebooks: reward weights and A2C settings with a train-and-redraw button.
+"""ipywidgets for the notebooks: an instant reward explorer, and reward weights and A2C settings with a
+train-and-redraw button.
+
+:func:`reward_explorer` re-scores answers sampled once (``score_answers``: every reward term, every R2
+variant, computed once) under the weights and the R2 variant the sliders choose: a move only re-adds
+cached columns, so it answers at once, and shows each clip's answers ranked by R and the mean R.
 
 :func:`reward_panel` shows a slider for the weight of each reward term (``weights``: R1, R2 and, in
 the JSON stage, R3), one for the discount γ of the returns when ``discount`` is given, the learning
@@ -9,9 +14,113 @@ headless (nbval) runs the default configuration and shows its curves in the cell
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
+
+from .action_reward import action_reward
+from .structure_reward import structure_reward
+
+
+# ---------------------------------------------------------------------------------------------
+# The reward explorer: re-weight cached answers, no training
+# ---------------------------------------------------------------------------------------------
+EXPLORER_VARIANTS = ("label_f1", "bleu", "bleu_raw")  # the R2 variants that need no model
+
+
+def score_answers(answers: pd.DataFrame, clip_reward=None, variants: Sequence[str] = EXPLORER_VARIANTS,
+                  structure: bool = False) -> pd.DataFrame:
+    """``answers`` (one row per sampled answer: ``file_name``, ``text``, ``actions``, ``reasons``) with a
+    column per reward term, each computed once: ``r1`` (when ``clip_reward`` is given), ``r2:<variant>``
+    for each R2 variant and, with ``structure``, ``r3`` (:mod:`drivekit.structure_reward`)."""
+    texts = answers["text"].tolist()
+    batch = dict(file_name=answers["file_name"].tolist(), actions=answers["actions"].tolist(),
+                 reasons=answers["reasons"].tolist())
+    scored = answers.copy()
+    if clip_reward is not None:
+        scored["r1"] = clip_reward(texts, **batch)
+    for variant in variants:
+        scored[f"r2:{variant}"] = action_reward(variant)(texts, **batch)
+    if structure:
+        scored["r3"] = structure_reward(texts)
+    return scored
+
+
+def rescore(scored: pd.DataFrame, weights: Mapping[str, float], variant: str = "label_f1") -> pd.DataFrame:
+    """R = Σ weight · term over ``scored``'s cached terms (``r2`` read from ``r2:<variant>``), each clip's
+    answers ranked by R (``rank`` 1 = the answer this reward prefers). Nothing is recomputed."""
+    out = scored[["file_name", "text"]].copy()
+    total = np.zeros(len(scored))
+    for name, weight in weights.items():
+        column = f"r2:{variant}" if name == "r2" else name
+        if column not in scored:
+            raise KeyError(f"no cached scores for {column!r}; score_answers computed {list(scored.columns[4:])}")
+        out[name] = scored[column].to_numpy()
+        total = total + weight * out[name].to_numpy()
+    out["R"] = total
+    out["rank"] = out.groupby("file_name")["R"].rank(ascending=False, method="first").astype(int)
+    return out.sort_values(["file_name", "rank"])
+
+
+class RewardExplorer:
+    """The widgets of :func:`reward_explorer`: a slider per weight, the R2 variant, and the ranked table."""
+
+    def __init__(self, scored: pd.DataFrame, weights: Mapping[str, float], variants: Sequence[str], shown: int = 3):
+        import ipywidgets as w
+
+        self.scored, self.shown = scored, shown
+        self.default = rescore(scored, weights, variants[0])
+        style = {"description_width": "90px"}
+        self.weights = {name: w.FloatSlider(value=value, min=0.0, max=2.0, step=0.1, description=f"{name} weight",
+                                            style=style, continuous_update=True)
+                        for name, value in weights.items()}
+        self.variant = w.Dropdown(options=list(variants), value=variants[0], description="R2 variant", style=style)
+        self.output = w.Output()
+        for widget in (*self.weights.values(), self.variant):
+            widget.observe(lambda _: self.redraw(), names="value")
+        self.box = w.VBox([w.HBox([w.VBox(list(self.weights.values())), self.variant]), self.output])
+        self.redraw()
+
+    def table(self) -> tuple[pd.DataFrame, dict]:
+        """The current ranking (the top ``shown`` answers of each clip, with their rank under the default
+        weights) and a summary: mean R, and on how many clips the top answer changed from the default's."""
+        now = rescore(self.scored, {k: s.value for k, s in self.weights.items()}, self.variant.value)
+        now["default rank"] = self.default["rank"].loc[now.index].to_numpy()  # rows keep their index
+        top_now = now[now["rank"] == 1]["text"].to_numpy()
+        top_before = self.default[self.default["rank"] == 1]["text"].to_numpy()
+        summary = dict(mean_R=float(now["R"].mean()), clips=int(now["file_name"].nunique()),
+                       top_changed=int((top_now != top_before).sum()))
+        return now[now["rank"] <= self.shown].round(3), summary
+
+    def redraw(self) -> None:
+        from IPython.display import display
+
+        shown, summary = self.table()
+        with self.output:
+            self.output.clear_output(wait=True)
+            print(f"mean R {summary['mean_R']:.3f} over {len(self.scored)} answers; the best answer changed on "
+                  f"{summary['top_changed']} of {summary['clips']} clips (vs the first weights)")
+            display(shown)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.box)
+
+
+def reward_explorer(scored: pd.DataFrame, weights: Mapping[str, float] | None = None,
+                    variants: Sequence[str] = EXPLORER_VARIANTS, shown: int = 3) -> RewardExplorer:
+    """Sliders for the reward weights and the R2 variant over answers scored once (:func:`score_answers`);
+    each move re-ranks every clip's answers by the new R (:func:`rescore`) without sampling or training."""
+    if weights is None:
+        weights = {name: 1.0 for name in ("r1", "r2", "r3") if name == "r2" or name in scored}
+    return RewardExplorer(scored, weights, variants, shown)
+
+
+# ---------------------------------------------------------------------------------------------
+# The training panel
+# ---------------------------------------------------------------------------------------------
 
 
 class RewardPanel:

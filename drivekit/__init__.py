@@ -26,8 +26,9 @@ Layers import downwards only (``tests/test_layers.py`` checks every import, defe
                      through trl) · ``checkpoints`` (numbered checkpoint folders, SFT's and A2C's)
 7. stages            ``runs`` (a stage's run directory, ``ensure``) · ``sft_stage`` · ``a2c_stage`` ·
                      ``grpo_stage`` · ``self_training`` (SFT on its own answers, label-free RL's
-                     baseline) · ``json_stage`` · ``widgets`` · ``experiment`` (RL against SFT
-                     over seeds)
+                     baseline) · ``json_stage`` · ``widgets`` · ``exercises`` (the notebooks'
+                     self-checks; solutions in ``notebooks/solutions/``) · ``experiment`` (RL
+                     against SFT over seeds)
 8. entry points      ``__main__`` (``python -m drivekit``) · ``reproduce`` (run the notebooks)
 
 Notebooks: 00 ``bddoia``, ``scene``, ``synthetic``, ``plots`` · 01 ``toy_split`` · 02 ``sft``,
@@ -48,6 +49,7 @@ LAYERS = {
     "prompts": 4, "models": 4, "perception": 4, "zoo": 4, "smolvlm": 4, "constrained": 4, "clip": 4, "clip_eval": 4,
     "clip_reward": 5, "action_reward": 5, "structure_reward": 5, "weighted_reward": 5,
     "sft": 6, "a2c": 6, "grpo": 6, "checkpoints": 6,
-    "runs": 7, "sft_stage": 7, "self_training": 7, "a2c_stage": 7, "grpo_stage": 7, "json_stage": 7, "widgets": 7, "experiment": 7,
+    "runs": 7, "sft_stage": 7, "self_training": 7, "a2c_stage": 7, "grpo_stage": 7, "json_stage": 7, "widgets": 7, "exercises": 7,
+    "experiment": 7,
     "__main__": 8, "reproduce": 8,
 }

@@ -162,6 +162,14 @@ def per_class_frame(reports: Mapping[str, dict], kind: str = "reasons") -> pd.Da
     return pd.DataFrame(data, index=list(reports), columns=_columns(kind))
 
 
+def absent_as_nan(frame: pd.DataFrame, y_true) -> pd.DataFrame:
+    """A :func:`per_class_frame` with NaN for the classes no sample of ``y_true`` (the truth's action
+    or reason matrix) has: their F1 is 0 (or ``zero_division``) whatever a model does, so it says
+    nothing about the model; figures show them as n/a."""
+    present = distribution(y_true).reindex(frame.columns) > 0
+    return frame.where(np.broadcast_to(present.to_numpy(), frame.shape))
+
+
 def distribution(matrix) -> pd.Series:
     """Positives per class of an action (n, 4) or reason (n, 21) matrix (Fig. 4), in group order."""
     m = _matrix(matrix)

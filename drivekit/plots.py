@@ -164,18 +164,41 @@ def plot_examples(root: str | Path, examples: Sequence[Mapping], n_frames: int =
     return fig
 
 
-def plot_loss_curves(curves: Mapping[str, pd.DataFrame], title: str = "Training loss") -> plt.Figure:
-    """Fig. 3: one panel per run; each DataFrame has a ``step`` column and one column per curve."""
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 3.4), squeeze=False)
-    for ax, (name, log) in zip(axes[0], curves.items()):
+# Columns drawn in one panel: the training and validation loss share a unit and belong side by side.
+SHARED_PANEL = {"train_loss": "loss", "val_loss": "loss"}
+
+
+def plot_loss_curves(curves: Mapping[str, pd.DataFrame], title: str = "Training loss", cols: int = 4) -> plt.Figure:
+    """Fig. 3: one small panel per measure (a column of the logs; ``train_loss`` and ``val_loss`` share the
+    ``loss`` panel, :data:`SHARED_PANEL`), each run of ``curves`` (name -> DataFrame with a ``step``
+    column) a line in it, the measure's name as the y-label and one legend outside the panels: a reward
+    of about 1.5 and a KL of 0.01 never share an axis."""
+    panels: dict[str, list[tuple[str, str]]] = {}  # panel -> [(run, column)]
+    for name, log in curves.items():
         for column in log.columns.drop("step"):
-            points = log[["step", column]].dropna()
-            ax.plot(points["step"], points[column], marker="o" if len(points) < 30 else None, ms=3, label=column)
-        ax.set_title(name)
+            panels.setdefault(SHARED_PANEL.get(column, column), []).append((name, column))
+    ncols = max(1, min(cols, len(panels)))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.5 * nrows + 0.6), squeeze=False)
+    colours = dict(zip(curves, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
+    styles = {"train_loss": "-", "val_loss": "--"}
+    handles = {}
+    for ax, (panel, lines) in zip(axes.flat, panels.items()):
+        for name, column in lines:
+            points = curves[name][["step", column]].dropna()
+            label = name if panel == column else f"{name} · {column}"
+            handles[label], = ax.plot(points["step"], points[column], styles.get(column, "-"), color=colours[name],
+                                      marker="o" if len(points) < 30 else None, ms=3, label=label)
+        ax.set_ylabel(panel)
         ax.set_xlabel("step")
-        ax.legend(fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1 if len(handles) > 1 else 0, 1, 1))
+    if len(handles) > 1:  # below the panels, never over a curve
+        fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 4), fontsize=8,
+                   frameon=False)
     return fig
 
 
@@ -202,7 +225,8 @@ def plot_f1_tables(per_class: Mapping[str, pd.DataFrame], summary: pd.DataFrame,
 
     ``per_class`` maps "actions"/"reasons" to :func:`drivekit.metrics.per_class_frame` output;
     ``summary`` is a model × metric frame in percent (e.g. F1_act / F1_rsn sample columns), and
-    ``spread`` the same frame's standard deviation over seeds, shown as "mean ± sd".
+    ``spread`` the same frame's standard deviation over seeds, shown as "mean ± sd". A NaN per-class
+    F1 (a class absent from the test split, :func:`drivekit.metrics.absent_as_nan`) shows as "n/a".
     """
     height = 0.9 + 0.45 * len(summary)
     fig = plt.figure(figsize=(16, 2 * height + 1.2))
@@ -213,7 +237,11 @@ def plot_f1_tables(per_class: Mapping[str, pd.DataFrame], summary: pd.DataFrame,
         shown = frame.copy()
         shown.columns = [key for _, key in frame.columns]
         sns.heatmap(shown, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="Greens", cbar=False, ax=ax)
-        ax.set_title(f"{kind}: per-class F1 (%)")
+        absent = shown.isna().to_numpy()  # classes absent from the test split (metrics.absent_as_nan)
+        ax.set_facecolor("0.92")
+        for i, j in zip(*np.nonzero(absent)):  # seaborn leaves NaN cells blank: say why
+            ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", color="0.45", fontsize=8)
+        ax.set_title(f"{kind}: per-class F1 (%)" + (", n/a: absent from the test split" if absent.any() else ""))
         ax.tick_params(axis="x", labelrotation=60, labelsize=8)
         ax.tick_params(axis="y", labelrotation=0)
     ax = fig.add_subplot(grid[0, 1])

@@ -57,7 +57,15 @@ def test_gallery_cooccurrence_and_examples(data):
 def test_loss_curves_and_f1_tables(data):
     _, samples = data
     log = pd.DataFrame(dict(step=range(5), train=np.linspace(2, 1, 5), val=[np.nan] * 4 + [1.1]))
-    assert len(plots.plot_loss_curves({"SFT": log, "A2C": log}).axes) == 2
+    fig = plots.plot_loss_curves({"SFT": log, "A2C": log})
+    assert [ax.get_ylabel() for ax in fig.axes] == ["train", "val"]  # a panel per measure, the runs in it
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2] and len(fig.legends) == 1
+    sft = log.rename(columns={"train": "train_loss", "val": "val_loss"})
+    rl = pd.DataFrame(dict(step=range(5), reward=np.linspace(1, 1.5, 5), kl=np.linspace(0, 0.01, 5)))
+    fig = plots.plot_loss_curves({"SFT": sft, "A2C": rl})
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_ylabel() for ax in visible] == ["loss", "reward", "kl"]  # train and val loss share a panel
+    assert [len(ax.lines) for ax in visible] == [2, 1, 1]
     a, r = _matrices(samples)
     reports = {"SFT": metrics.report(a, a, r, r), "A2C": metrics.report(a, 1 - a, r, 1 - r)}
     per_class = {k: metrics.per_class_frame(reports, k) for k in ("actions", "reasons")}
@@ -65,6 +73,24 @@ def test_loss_curves_and_f1_tables(data):
     assert [ax.get_title() for ax in fig.axes] == ["actions: per-class F1 (%)", "reasons: per-class F1 (%)",
                                                    "sample-level F1 (%)"]
 
+
+def test_f1_tables_show_classes_absent_from_the_truth_as_na():
+    truth = np.zeros((3, taxonomy.N_REASONS), int)
+    truth[:, 3] = 1  # only "Obstacle: car" occurs
+    pred = truth.copy()
+    pred[0, 7] = 1  # a false positive of a class the truth never has: its F1 is 0, shown n/a all the same
+    a = np.eye(taxonomy.N_ACTIONS, dtype=int)[[1, 1, 1]]
+    reports = {"SFT": metrics.report(a, a, truth, pred)}
+    per_class = {k: metrics.absent_as_nan(metrics.per_class_frame(reports, k), t)
+                 for k, t in (("actions", a), ("reasons", truth))}
+    assert per_class["reasons"].notna().sum(axis=1).tolist() == [1]
+    assert per_class["reasons"][("Stop", "s_ob_car")].tolist() == [100.0]
+    assert per_class["actions"].notna().sum(axis=1).tolist() == [1]
+    fig = plots.plot_f1_tables(per_class, metrics.report_frame(reports).iloc[:, :2])
+    texts = [t.get_text() for t in fig.axes[1].texts]
+    assert texts.count("n/a") == taxonomy.N_REASONS - 1 and "100" in texts
+    assert fig.axes[1].get_title().endswith("n/a: absent from the test split")
+    assert "n/a" not in [t.get_text() for t in fig.axes[2].texts]
 
 def _rows(samples, flip=()):
     """Prediction rows: predictions equal the truth, except for the samples in ``flip`` (action and

@@ -84,6 +84,7 @@ METHODS = {  # method -> (algorithm, reward family)
     "ST": ("self", "pseudo"),
 }
 LABELS_USED = {"label": "pool", "clip": "none", "vote": "none", "pseudo": "none"}  # pool labels a family reads
+BASELINE = "ST"  # the label-free baseline: every label-free method is compared with it clip by clip too
 KEYS = ("f1_act", "f1_rsn", "pair_f1", "R")
 VAL_KEYS = ("f1_act", "f1_rsn", "pair_f1")
 # Both algorithms sample at temperature 0.7: at 1.0 the SFT policy of a 1/32 subset writes broken answers
@@ -382,6 +383,23 @@ def unseen_clip(cfg: Config, progress: bool = False) -> Path:
     return build_clip(other, out, progress=progress)
 
 
+def judge_accuracy(sft_rows: Sequence[Mapping], clip_reward: ClipReward) -> dict:
+    """How well R1 could teach: on the clips SFT answered wrong (``sft_rows``, prediction rows), the share
+    where ``clip_reward`` scores the true answer's text above SFT's answer (ties count half), and how
+    many such clips there were. A judge that often prefers the wrong answer cannot teach much."""
+    from .formats import target_text
+
+    wrong = [r for r in sft_rows if list(r["actions_pred"]) != list(r["actions_true"])
+             or list(r["reasons_pred"]) != list(r["reasons_true"])]
+    if not wrong:
+        return dict(right=None, n=0)
+    names = [r["file_name"] for r in wrong]
+    truth = clip_reward([target_text(r["actions_true"], r["reasons_true"]) for r in wrong], file_name=names)
+    answer = clip_reward([r["text"] for r in wrong], file_name=names)
+    wins = [1.0 if t > a else 0.5 if t == a else 0.0 for t, a in zip(truth, answer)]
+    return dict(right=float(np.mean(wins)), n=len(wrong))
+
+
 def label_free_clip(cfg: Config) -> ClipReward:
     """R1 for label-free RL: in the tiny profile a CLIP trained on other synthetic clips
     (:func:`unseen_clip`; the shipped one saw the pool's labels and descriptions), in the paper
@@ -552,6 +570,11 @@ def run(recipe: ExperimentSettings = ExperimentSettings(), out: str | Path | Non
 
     run_all(_pending(tasks, check), jobs, echo)
     results = summarize(out, recipe)
+    for method, entry in results["methods"].items():
+        if METHODS.get(method, ("", ""))[1] == "clip":  # why R1 teaches what it does: its judgement of SFT's errors
+            judge = label_free_clip(cfg)
+            entry["judge"] = [judge_accuracy(read_predictions(out / "SFT" / f"seed{s}" / "predictions.jsonl"), judge)
+                              for s in recipe.seeds]
     if tuning is not None:
         results["tuning"] = tuning
     (out / "rl_vs_sft.json").write_text(json.dumps(results, indent=1))
@@ -660,6 +683,10 @@ def summarize(out: str | Path, recipe: ExperimentSettings) -> dict:
             if "SFT-all" in means:
                 entry["gap_closed"] = {k: _closed(means["SFT"][k], means["SFT-all"][k], means[method][k])
                                        for k in ("f1_act", "f1_rsn")}
+        if method in METHODS and LABELS_USED[METHODS[method][1]] == "none" and method != BASELINE and BASELINE in runs:
+            vs = [{**c, "p": stats.sign_test(c["fixed"], c["broken"])}
+                  for c in (stats.paired(ref, rows) for (_, ref, _), (_, rows, _) in zip(runs[BASELINE], per_seed))]
+            entry["vs_self_training"] = vs  # label-free RL has to beat SFT continued on its own answers
         if method in METHODS:
             first = per_seed[0][0]
             entry.update(labels_used=first["labels_used"], steps=first["steps"], samples_per_step=first["samples_per_step"],
@@ -759,6 +786,9 @@ def table(results: Mapping) -> pd.DataFrame:
         gap = e.get("gap_closed") or {}
         row["gap closed (act, rsn)"] = (", ".join("—" if gap[k] is None else f"{gap[k]:.2f}" for k in ("f1_act", "f1_rsn"))
                                         if gap else "")
+        vs = e.get("vs_self_training")
+        row["vs ST: fixed/broken (p ≤)"] = (f"{sum(c['fixed'] for c in vs)}/{sum(c['broken'] for c in vs)} "
+                                           f"({max(c['p'] for c in vs):.2g})" if vs else "")
         row["labels RL read"] = e.get("labels_used", "")
         row["s/step"] = f"{np.mean(e['seconds_per_step']):.2f}" if "seconds_per_step" in e else ""
         rows[method] = row

@@ -356,3 +356,40 @@ def test_exported_answers_recompute_the_paired_counts(finished, tmp_path):
     flat = tmp_path / "old.json"  # a file from before the provenance wrapper
     flat.write_text(json.dumps({**results, "command": "python y"}))
     assert experiment.load_results(flat)["command"] == "python y"
+
+
+def test_label_free_methods_are_compared_with_self_training_clip_by_clip(finished):
+    out, recipe = finished
+    st = [True] * 12 + [False] * 8  # self-training: right on 12 of the 20 clips
+    sc = [True] * 10 + [False] * 2 + [True] * 4 + [False] * 4  # right on 14: fixes 4 of ST's, breaks 2
+    for seed in recipe.seeds:
+        _write(out, "ST", seed, st, labels_used="none", steps=5, samples_per_step=8, seconds_per_step=0.4)
+        _write(out, "GRPO-SC", seed, sc, labels_used="none", steps=5, samples_per_step=8, seconds_per_step=0.6)
+    recipe = replace(recipe, methods=("A2C-R2", "GRPO-SC", "ST"))
+    results = experiment.summarize(out, recipe)
+    vs = results["methods"]["GRPO-SC"]["vs_self_training"]
+    assert [(c["fixed"], c["broken"]) for c in vs] == [(4, 2)] * 3
+    assert vs[0]["p"] == pytest.approx(stats.sign_test(4, 2))
+    assert "vs_self_training" not in results["methods"]["ST"]  # the baseline itself
+    assert "vs_self_training" not in results["methods"]["A2C-R2"]  # label-grounded: compared with SFT only
+    row = experiment.table(results).loc["GRPO-SC"]
+    assert row["vs ST: fixed/broken (p ≤)"].startswith("12/6 ")
+
+
+class _Judge:
+    """A stand-in R1 that prefers the truth's text on the clips named in ``knows``."""
+
+    def __init__(self, knows):
+        self.knows = set(knows)
+
+    def __call__(self, completions, file_name=None, **_):
+        truth = target_text([1, 0, 0, 0], [1] + [0] * (N_RSN - 1))
+        return [(1.0 if t == truth else 0.5) if n in self.knows else (0.0 if t == truth else 0.5)
+                for t, n in zip(completions, file_name)]
+
+
+def test_the_judge_is_scored_on_the_clips_sft_got_wrong():
+    rows = [_row(f"c{i}.jpg", i < 6) for i in range(10)]  # SFT wrong on c6..c9
+    result = experiment.judge_accuracy(rows, _Judge({"c6.jpg", "c7.jpg", "c8.jpg", "c0.jpg"}))
+    assert result == dict(right=0.75, n=4)  # c0 is right for SFT: not counted
+    assert experiment.judge_accuracy(rows[:6], _Judge(())) == dict(right=None, n=0)

@@ -28,8 +28,9 @@ def main() -> None:
     results = experiment.from_arguments(a)
     runs = a.runs or experiment.load(a.profile).runs_dir / "rl-vs-sft"
     recipe = experiment.ExperimentSettings(**{**results["recipe"], "seeds": tuple(results["seeds"])})
+    written = record.write("rl_vs_sft", results, a.out)  # first: it checks the tree is clean, answers file included
     experiment.export_predictions(runs, recipe, answers)
-    print(f"wrote {record.write('rl_vs_sft', results, a.out)} and {answers}")
+    print(f"wrote {written} and {answers}")
     print(experiment.table(results).to_markdown())
 
 

@@ -647,6 +647,12 @@ def _runs(out: Path, method: str, seeds: Sequence[int]) -> list[tuple[dict, list
              read_predictions(f / sft_stage.VAL_PREDICTIONS)) for f in folders]
 
 
+def _tested(reference: Sequence[Mapping], rows: Sequence[Mapping]) -> dict:
+    """``stats.paired`` of ``rows`` against ``reference`` with its exact sign test ``p``."""
+    c = stats.paired(reference, rows)
+    return {**c, "p": stats.sign_test(c["fixed"], c["broken"])}
+
+
 def summarize(out: str | Path, recipe: ExperimentSettings) -> dict:
     """``rl_vs_sft.json``'s content from the finished runs under ``out``: per method the per-seed
     F1_act, F1_rsn, pair F1 and R on the test split, their spread (``summary``), the same F1s on each
@@ -672,8 +678,7 @@ def summarize(out: str | Path, recipe: ExperimentSettings) -> dict:
         entry["n_train"] = per_seed[0][0].get("n_train")
         entry["commits"] = sorted({str(s.get("commit")) for s, _, _ in per_seed})
         if method != "SFT":
-            paired = [{**c, "p": stats.sign_test(c["fixed"], c["broken"])}
-                      for c in (stats.paired(ref, rows) for (_, ref, _), (_, rows, _) in zip(runs["SFT"], per_seed))]
+            paired = [_tested(ref, rows) for (_, ref, _), (_, rows, _) in zip(runs["SFT"], per_seed)]
             entry.update(paired=paired, p_max=max(c["p"] for c in paired), fixed=sum(c["fixed"] for c in paired),
                          broken=sum(c["broken"] for c in paired),
                          paired_val=[stats.paired(ref, rows) for (_, _, ref), (_, _, rows) in zip(runs["SFT"], per_seed)])
@@ -684,9 +689,8 @@ def summarize(out: str | Path, recipe: ExperimentSettings) -> dict:
                 entry["gap_closed"] = {k: _closed(means["SFT"][k], means["SFT-all"][k], means[method][k])
                                        for k in ("f1_act", "f1_rsn")}
         if method in METHODS and LABELS_USED[METHODS[method][1]] == "none" and method != BASELINE and BASELINE in runs:
-            vs = [{**c, "p": stats.sign_test(c["fixed"], c["broken"])}
-                  for c in (stats.paired(ref, rows) for (_, ref, _), (_, rows, _) in zip(runs[BASELINE], per_seed))]
-            entry["vs_self_training"] = vs  # label-free RL has to beat SFT continued on its own answers
+            # label-free RL has to beat SFT continued on its own answers
+            entry["vs_self_training"] = [_tested(ref, rows) for (_, ref, _), (_, rows, _) in zip(runs[BASELINE], per_seed)]
         if method in METHODS:
             first = per_seed[0][0]
             entry.update(labels_used=first["labels_used"], steps=first["steps"], samples_per_step=first["samples_per_step"],
@@ -747,8 +751,7 @@ def paired_from_predictions(path: str | Path, split: str = "test") -> dict[str, 
     methods = list(dict.fromkeys(m for (m, _, sp) in runs if sp == split and m != "SFT"))
     out = {}
     for m in methods:
-        out[m] = [{**c, "p": stats.sign_test(c["fixed"], c["broken"])}
-                  for c in (stats.paired(runs[("SFT", s, split)], runs[(m, s, split)]) for s in seeds)]
+        out[m] = [_tested(runs[("SFT", s, split)], runs[(m, s, split)]) for s in seeds]
     return out
 
 

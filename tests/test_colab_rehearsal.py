@@ -25,7 +25,12 @@ from drivekit import config
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "00_data_exploration.ipynb"
 OLD = "sacrebleu==2.5.1"  # drivekit needs >=2.6: the setup cell must upgrade it
-FAKE_COLAB = 'import sys, types\nsys.modules["google.colab"] = types.ModuleType("google.colab")\n'
+# A real runtime imports google.colab as a package with a spec (libraries such as accelerate call
+# importlib.util.find_spec("google.colab"), which raises on a module whose __spec__ is None).
+FAKE_COLAB = ('import importlib.machinery, sys, types\n'
+              'colab = types.ModuleType("google.colab")\n'
+              'colab.__spec__ = importlib.machinery.ModuleSpec("google.colab", None, is_package=True)\n'
+              'sys.modules["google.colab"] = colab\n')
 KERNEL = "colab-rehearsal"
 
 

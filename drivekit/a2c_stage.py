@@ -5,7 +5,8 @@ the toy train subset with R = w1·R1 + w2·R2 (:mod:`drivekit.weighted_reward`; 
 Stage 1), then answers the toy test split greedily. The run directory (:class:`A2CArtifacts`,
 ``<runs>/a2c``) holds ``policy/`` (adapter + value head), ``log.csv``, ``predictions.jsonl`` and
 ``summary.json``.
-:class:`ShortRuns` is the reward widgets' backend: short runs from one start adapter. :func:`train`
+:class:`ShortRuns` is the training panel's backend: short runs from one start adapter, each scored on
+a fixed probe of validation clips before and after. :func:`train`
 is the interface the experiment harness shares with :mod:`drivekit.grpo_stage`.
 
 Every default follows the profile (``config.profile_defaults``): the A2C settings
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -122,26 +123,76 @@ def curves(log: pd.DataFrame, columns: Sequence[str] = CURVE_COLUMNS) -> pd.Data
     return log[keep].reset_index(drop=True)
 
 
-class ShortRuns:
-    """Short A2C runs, each from the same start adapter (the reward widgets' backend).
+@dataclass
+class ShortRun:
+    """One run of :class:`ShortRuns`: its log, the probe's greedy prediction rows
+    (:mod:`drivekit.evaluation`) at the start adapter (``before``) and after the run, and its timings."""
 
-    ``ShortRuns(cfg, policy, items, reward)(weights={"r1": w1, ...}, lr=, steps=, **changes)`` restores
+    log: pd.DataFrame
+    before: list[dict]
+    after: list[dict]
+    steps: int
+    train_seconds: float  # the A2C steps
+    probe_seconds: float  # greedy answers on the probe after the run (one pass)
+    target: str = "plain"
+
+
+@dataclass
+class Estimate:
+    """How long a short run should take: ``steps`` × ``per_step`` seconds of training and ``probe`` seconds
+    of greedy answers on the ``clips`` probe clips afterwards; ``basis`` says where the seconds come from."""
+
+    steps: int
+    per_step: float
+    probe: float
+    clips: int
+    basis: str
+
+    @property
+    def seconds(self) -> float:
+        return self.steps * self.per_step + self.probe
+
+    def __str__(self) -> str:
+        return (f"estimated time: about {self.seconds:.0f} s = {self.steps} steps × {self.per_step:.2f} s + "
+                f"{self.probe:.1f} s of greedy answers on {self.clips} probe clips ({self.basis})")
+
+
+class ShortRuns:
+    """Short A2C runs, each from the same start adapter (the training panel's backend).
+
+    ``ShortRuns(cfg, policy, items, reward, probe)(weights={"r1": w1, ...}, lr=, steps=, **changes)`` restores
     the start adapter (``start``: a saved adapter folder; default: the adapter as it is when the
-    ShortRuns is made), sets the reward's term weights (:meth:`WeightedReward.set_weight`), and
-    trains ``steps`` steps with a fresh value head; ``changes`` are other ``A2CSettings`` fields
-    (e.g. ``discount``) over ``a2c``. Returns the log.
+    ShortRuns is made), sets the reward's term weights (:meth:`WeightedReward.set_weight`), trains
+    ``steps`` steps on ``items`` with a fresh value head (``changes``: other ``A2CSettings`` fields, e.g.
+    ``discount``, over ``a2c``), and answers the ``probe`` clips greedily before (once: always the same
+    start) and after. Returns a :class:`ShortRun`; :meth:`estimate` says how long a run will take.
+
+    ``probe``: clips the runs never train on, e.g. validation clips the start adapter gets partly wrong
+    (notebook 04: the 1/32 SFT's); ``target`` (``"plain"`` or ``"json"``: how answers are parsed)
+    defaults to ``"json"`` when the reward has a structure term ``r3``, else ``"plain"``; ``progress``:
+    a tqdm bar over each run's steps; ``seconds_per_step`` and ``timing`` (where it comes from): the
+    first estimate's speed, before a run of its own has been timed.
     """
 
-    def __init__(self, cfg: Config, policy, items: Sequence[Mapping], reward, a2c: A2CSettings | None = None,
-                 start: str | Path | None = None):
+    def __init__(self, cfg: Config, policy, items: Sequence[Mapping], reward, probe: Sequence[Mapping],
+                 a2c: A2CSettings | None = None, start: str | Path | None = None, target: str | None = None,
+                 progress: bool = True, seconds_per_step: float | None = None,
+                 timing: str = "seconds per step as timed before"):
         self.cfg, self.policy, self.items, self.reward = cfg, policy, list(items), reward
         self.a2c = a2c or profile_defaults(A2CSettings, cfg)
+        self.probe = list(probe)
+        self.target = target or ("json" if "r3" in getattr(reward, "weights", {}) else "plain")
+        self.progress = progress
+        self.seconds_per_step, self.timing = seconds_per_step, timing
         model = policy[0]
         self.adapter = model.active_adapter
         self.start_dir = Path(start) if start is not None else None
         self.start = None if start is not None else {
             k: v.detach().clone() for k, v in get_peft_model_state_dict(model, adapter_name=self.adapter).items()}
         self.trainer: A2CTrainer | None = None
+        self.before: list[dict] | None = None  # the probe's answers at the start adapter, once computed
+        self.start_seconds = 0.0  # ... and how long they took
+        self.history: list[ShortRun] = []
 
     def restore(self) -> None:
         """Put the start adapter back: from ``start`` (a saved adapter folder) or the snapshot taken at creation."""
@@ -150,15 +201,53 @@ class ShortRuns:
         else:
             set_peft_model_state_dict(self.policy[0], self.start, adapter_name=self.adapter)
 
+    def estimate(self, steps: int) -> Estimate | None:
+        """The expected seconds of a run of ``steps`` steps. Seconds per step: over the runs made so far,
+        else ``seconds_per_step`` (e.g. timed by an earlier run on this machine); None when neither is
+        known. The probe's seconds: the last run's pass, else the start's answers, computed (and timed)
+        here when they are not yet."""
+        if not self.history and self.seconds_per_step is None:
+            return None
+        self.start_answers()
+        if self.history:
+            per_step = sum(r.train_seconds for r in self.history) / sum(r.steps for r in self.history)
+            n = len(self.history)
+            probe, basis = self.history[-1].probe_seconds, f"timed on the {n} earlier run{'s' * (n > 1)}"
+        else:
+            per_step, probe, basis = self.seconds_per_step, self.start_seconds, self.timing
+        return Estimate(steps, per_step, probe, len(self.probe), basis)
+
+    def answers(self) -> list[dict]:
+        """The current policy's greedy prediction rows on the probe clips."""
+        return predictions(self.trainer, self.probe, max_new_tokens=self.trainer.cfg.max_new_tokens,
+                           target=self.target, progress=False)
+
+    def start_answers(self) -> list[dict]:
+        """The probe's greedy prediction rows at the start adapter, computed on first use."""
+        if self.before is None:
+            self.restore()
+            self.trainer = build_trainer(self.cfg, self.items, self.reward, self.a2c, policy=self.policy)
+            t0 = time.perf_counter()
+            self.before = self.answers()
+            self.start_seconds = time.perf_counter() - t0
+        return self.before
+
     def __call__(self, weights: Mapping[str, float] | None = None, lr: float | None = None, steps: int | None = None,
-                 progress: bool = False, **changes) -> pd.DataFrame:
+                 progress: bool | None = None, **changes) -> ShortRun:
+        before = self.start_answers()
         self.restore()
         for name, weight in (weights or {}).items():
             self.reward.set_weight(name, weight)
         a2c = self.a2c.replace(lr=self.a2c.lr if lr is None else lr, steps=self.a2c.steps if steps is None else steps,
                                **changes)
         self.trainer = build_trainer(self.cfg, self.items, self.reward, a2c, policy=self.policy)
-        return self.trainer.train(progress=progress)
+        t0 = time.perf_counter()
+        log = self.trainer.train(progress=self.progress if progress is None else progress)
+        t1 = time.perf_counter()
+        after = self.answers()
+        run = ShortRun(log, before, after, a2c.steps, t1 - t0, time.perf_counter() - t1, self.target)
+        self.history.append(run)
+        return run
 
 
 def train(cfg: Config, items: Sequence[Mapping], reward, settings: A2CSettings, start: str | Path = "sft",

@@ -344,6 +344,21 @@ def run_rl(cfg: Config, recipe: ExperimentSettings, method: str, seed: int, fold
                    settings=asdict(settings), changes=dict(changes or {}), **info)
 
 
+def short_runs(cfg: Config, recipe: ExperimentSettings, seed: int, out: str | Path, reward, probe_size: int = 256,
+               **options) -> a2c_stage.ShortRuns:
+    """The training panel's backend on one seed of an experiment run in ``out`` (notebook 04): short A2C runs
+    with ``reward`` and the recipe's A2C settings, from the seed's SFT adapter (``<out>/SFT/seed<s>/best``),
+    on the seed's pool, each scored on ``probe_size`` of the seed's validation clips (drawn as
+    ``toy_data(val_size=probe_size)`` draws them; the labelled subset SFT learnt from is the same for any size),
+    where that SFT is partly wrong. ``options`` go to :class:`drivekit.a2c_stage.ShortRuns` (e.g.
+    ``seconds_per_step``)."""
+    start = Path(out) / "SFT" / f"seed{seed}" / "best"
+    data = toy_data(cfg, probe_size, fraction=recipe.fraction, draw=seed)
+    return a2c_stage.ShortRuns(cfg, a2c_stage.load_policy(cfg, start), items_of(cfg, data.pool), reward,
+                               items_of(cfg, data.val), a2c=rl_settings(cfg, recipe, "A2C-R2", seed), start=start,
+                               **options)
+
+
 def majority_accuracy(reward, truth: Mapping[str, tuple[Sequence[int], Sequence[int]]], window: int = 40) -> dict:
     """How often the self-consistency majority was the truth (``{clip: (actions, reasons)}``, the pool's
     labels, read by the harness after training; the reward never saw them): overall, in the first and

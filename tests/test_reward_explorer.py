@@ -1,10 +1,13 @@
-"""The reward explorer (notebook 04): terms scored once, re-weighted and re-ranked without recomputing."""
+"""The reward explorer (notebooks 04 and 05): terms scored once, re-weighted and re-ranked without recomputing."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from drivekit import widgets
 from drivekit.formats import target_text
+from drivekit.taxonomy import REASON_PHRASES
 
 STOP = ([0, 1, 0, 0], [0, 0, 1] + [0] * 18)
 GO = ([1, 0, 0, 0], [1] + [0] * 20)
@@ -57,3 +60,24 @@ def test_the_explorer_reports_the_mean_reward_and_how_many_best_answers_changed(
     assert summary["top_changed"] == 2 and (table["default rank"] > 1).any()
     explorer.variant.value = "bleu_raw"
     assert explorer.table()[1]["top_changed"] == 2  # R2's weight is still 0
+
+
+def test_json_answers_are_scored_by_the_json_stages_terms():
+    from drivekit.weighted_reward import RewardSettings, make_reward
+
+    right = json.dumps({"scene": "A car ahead, moving forward.", "actions": ["Stop/Slow down"],
+                        "reasons": [REASON_PHRASES[2]], "justification": "Stop/Slow down because of the car."})
+    answers = pd.DataFrame([dict(file_name="a.jpg", text=t, actions=STOP[0], reasons=STOP[1])
+                            for t in (right, right[:40], target_text(*STOP))])  # JSON, cut JSON, plain text
+    clip = FakeClip()
+    scored = widgets.score_answers(answers, clip, target="json")
+    assert clip.calls == 1 and {"r1", "r2:label_f1", "r2:bleu", "r3"} <= set(scored.columns)
+    stage = make_reward(RewardSettings(), clip, "json").evaluate(answers["text"].tolist(), file_name=["a.jpg"] * 3,
+                                                                  actions=[STOP[0]] * 3, reasons=[STOP[1]] * 3)
+    for name in ("r1", "r3"):
+        assert scored[name].tolist() == pytest.approx(stage.components[name])
+    assert scored["r2:label_f1"].tolist() == pytest.approx(stage.components["r2"]) == [1.0, 0.0, 0.0]
+    assert scored["r1"].tolist() == [1.0, 0.0, 0.0]  # R1 reads the JSON's text; not JSON: 0, CLIP not asked
+    assert scored["r3"].iloc[0] > scored["r3"].iloc[1]
+    ranked = widgets.rescore(scored, {"r2": 0.0, "r3": 1.0})
+    assert ranked.loc[0, "rank"] == 1  # R3 alone: the valid JSON first

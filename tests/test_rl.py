@@ -357,6 +357,112 @@ def test_reward_panel_trains_and_redraws():
     assert calls[-1] == dict(weights={"r1": 1.0, "r2": 1.0, "r3": 0.5}, lr=pytest.approx(2e-4), steps=2)
 
 
+def probe_row(name, text, actions, reasons):
+    from drivekit.evaluation import prediction_row
+
+    return prediction_row(name, text, actions, reasons)
+
+
+class ProbedRuns:
+    """A stand-in for a2c_stage.ShortRuns: an estimate, and runs that fix one probe answer out of three."""
+
+    def __init__(self, capsys):
+        from drivekit.formats import parse_text
+
+        self.capsys, self.calls, self.printed = capsys, [], []
+        go, stop = "Action: Move forward; Reason: Road is clear", "Action: Stop/Slow down; Reason: Traffic light"
+        truth = [(name, parse_text(text).actions, parse_text(text).reasons)
+                 for name, text in [("a.jpg", go), ("b.jpg", stop), ("c.jpg", stop)]]
+        self.before = [probe_row(n, t, a, r) for (n, a, r), t in zip(truth, [go, go, stop])]
+        self.after = [probe_row(n, t, a, r) for (n, a, r), t in zip(truth, [go, stop, stop])]
+
+    def estimate(self, steps):
+        from drivekit import a2c_stage
+
+        return a2c_stage.Estimate(steps, per_step=0.5, probe=2.0, clips=3, basis="a test")
+
+    def __call__(self, **settings):
+        from drivekit import a2c_stage
+
+        self.printed.append(self.capsys.readouterr().out)  # what the panel showed before the run started
+        self.calls.append(settings)
+        steps = settings["steps"]
+        log = pd.DataFrame({"step": range(1, steps + 1), "reward": 0.5, "value_loss": 0.1, "policy_loss": 0.0,
+                            "entropy": 1.0, "kl": 0.0, "skipped": False})
+        return a2c_stage.ShortRun(log, self.before, self.after, steps, train_seconds=0.5 * steps, probe_seconds=2.0)
+
+
+def test_training_panel_estimates_then_shows_f1_and_the_changed_answers(capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from drivekit import widgets
+
+    runs = ProbedRuns(capsys)
+    panel = widgets.reward_panel(runs, weights={"r1": 1.0, "r2": 1.0}, lr=1e-4)
+    assert panel.steps.value == widgets.PANEL_STEPS  # the measured default length
+    panel.train()
+    assert runs.calls[-1]["steps"] == widgets.PANEL_STEPS
+    assert f"estimated time: about {widgets.PANEL_STEPS * 0.5 + 2:.0f} s" in runs.printed[-1]  # before it trained
+    shown = capsys.readouterr().out
+    assert "F1_act" in shown and "1 of 3 probe answers changed in the last run" in shown and "b.jpg" in shown
+    assert list(panel.scores.index) == ["start (before any run)", f"#1 r1=1 r2=1 lr=1e-04 steps={widgets.PANEL_STEPS}"]
+    start, run = panel.scores.iloc[0], panel.scores.iloc[1]
+    assert start["F1_act"] == pytest.approx(2 / 3) and run["F1_act"] == pytest.approx(1.0)
+    assert run["ΔF1_act"] == pytest.approx(1 / 3) and run["ΔF1_rsn"] == pytest.approx(1 / 3)
+    assert (run["changed"], run["better"], run["worse"]) == (1, 1, 0)
+    assert panel.changed[["clip", "before", "after"]].values.tolist() == [
+        ["b.jpg", "Action: Move forward; Reason: Road is clear", "Action: Stop/Slow down; Reason: Traffic light"]]
+    assert panel.changed["truth"].tolist() == ["Action: Stop/Slow down; Reason: Traffic light"]
+    assert panel.changed["ΔF1"].tolist() == [pytest.approx(1.0)]
+
+    panel.steps.value = 7  # the slider, or steps= to reward_panel, overrides the default
+    panel.train()
+    assert runs.calls[-1]["steps"] == 7 and len(panel.scores) == 3  # earlier runs' rows stay
+    assert widgets.reward_panel(runs, steps=5).steps.value == 5
+
+
+def test_short_runs_answer_the_probe_before_and_after_and_time_themselves(saved):
+    """A2C short runs on the micro model through the panel: the probe is answered at the start once, and
+    the second estimate uses the first run's timing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from drivekit import a2c_stage, config, widgets
+    from drivekit.action_reward import action_reward
+    from drivekit.models import LoraSettings, load_vlm
+    from drivekit.structure_reward import structure_reward
+
+    from micro import items
+
+    path, _ = saved
+    model, processor = load_vlm(path, quantize_4bit=True, lora=LoraSettings(r=4), device="cpu", seed=3)
+    reward = WeightedReward({"r2": (1.0, action_reward("label_f1"))})
+    settings = a2c.A2CSettings(batch_size=4, max_new_tokens=6, lr=5e-2, temperature=1.0)
+    cfg = config.load(profile="tiny")
+    unknown = a2c_stage.ShortRuns(cfg, (model, processor, None), items(4), reward, items(3, seed=1), a2c=settings)
+    assert unknown.estimate(10) is None and unknown.before is None  # no speed known: no estimate, nothing computed
+    runs = a2c_stage.ShortRuns(cfg, (model, processor, None), items(4), reward, items(3, seed=1), a2c=settings,
+                               progress=False, seconds_per_step=0.25, timing="a test's guess")
+    first_guess = runs.estimate(10)  # the given speed, and the start's answers computed and timed for the probe's part
+    assert runs.target == "plain" and len(runs.before) == 3 and runs.start_seconds > 0
+    assert first_guess.per_step == 0.25 and first_guess.probe == runs.start_seconds
+    assert first_guess.seconds == pytest.approx(2.5 + runs.start_seconds) and "(a test's guess)" in str(first_guess)
+    panel = widgets.reward_panel(runs, weights=reward.weights, lr=5e-2, steps=2)
+    panel.train()
+    first = runs.history[-1]
+    assert len(first.before) == len(first.after) == 3 and first.steps == 2 and first.train_seconds > 0
+    assert len(panel.scores) == 2 and {"F1_act", "F1_rsn", "changed"} <= set(panel.scores.columns)
+    again = runs.estimate(4)
+    assert again.per_step == pytest.approx(first.train_seconds / 2) and again.probe == first.probe_seconds
+    assert "timed on the 1 earlier run)" in str(again)
+    runs(steps=1)
+    assert runs.history[-1].before is first.before  # the start's answers are computed once
+    json_reward = WeightedReward({"r2": (1.0, action_reward("label_f1")), "r3": (1.0, structure_reward)})
+    assert a2c_stage.ShortRuns(cfg, (model, processor, None), items(2), json_reward, items(1),
+                               a2c=settings).target == "json"
+
+
 def test_batches_are_seeded_by_step_and_can_repeat_clips():
     t = trainer(batch_size=8, samples_per_clip=4)
     names = [item["file_name"] for item in t.batch(0)]

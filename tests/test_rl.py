@@ -422,6 +422,20 @@ def test_training_panel_estimates_then_shows_f1_and_the_changed_answers(capsys):
     assert widgets.reward_panel(runs, steps=5).steps.value == 5
 
 
+def test_the_panels_default_length_is_the_measured_one():
+    """widgets.PANEL_STEPS is what benchmarks/bench_training_panel.py measured from a clean tree: the shortest
+    click that fixed more probe answers than it broke in every seed."""
+    import json
+    from pathlib import Path
+
+    from drivekit import widgets
+
+    measured = json.loads((Path(__file__).parent.parent / "benchmarks" / "results" / "training_panel.json").read_text())
+    assert measured["clean"] and widgets.PANEL_STEPS == measured["results"]["shortest_gaining"]
+    at_default = next(s for s in measured["results"]["lengths"] if s["steps"] == widgets.PANEL_STEPS)
+    assert all(b > w for b, w in zip(at_default["better"], at_default["worse"])) and at_default["seeds"] >= 3
+
+
 def test_short_runs_answer_the_probe_before_and_after_and_time_themselves(saved):
     """A2C short runs on the micro model through the panel: the probe is answered at the start once, and
     the second estimate uses the first run's timing."""

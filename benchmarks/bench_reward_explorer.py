@@ -1,18 +1,23 @@
-"""Benchmark: how long notebook 04's reward explorer takes to answer a slider move.
+"""Benchmark: how long the reward explorer (notebook 04's; ``--target json``: notebook 05's) takes to answer a
+slider move.
 
-    python benchmarks/bench_reward_explorer.py [--clips 8 64] [--answers 4] [--moves 50] [--out FILE]
+    python benchmarks/bench_reward_explorer.py [--target plain|json] [--clips 8 64] [--answers 4] [--moves 50]
+                                               [--out FILE]
 
 Target: under 1 s per move on 2 cores (issue 26). A move re-weights the cached reward terms of every
 sampled answer (``widgets.rescore``), re-ranks each clip's answers, and redraws the table
 (``RewardExplorer.redraw``: the same work as a slider's callback, its display going nowhere). The
 answers are synthetic label texts scored by the real R2 variants once (``widgets.score_answers``);
-R1's column is random numbers, as R1 is computed once and never at a move. Writes
-``benchmarks/results/reward_explorer.json`` (``record.py``): per size, the scoring seconds (once) and
+R1's column is random numbers, as R1 is computed once and never at a move. ``--target json``: the answers
+are JSON objects (some cut short, so that R3 varies), scored as the JSON stage scores them (R2 on the parsed
+labels, R3), and the moves also change the R3 weight. Writes ``benchmarks/results/reward_explorer.json``
+(``--target json``: ``reward_explorer_json.json``; ``record.py``): per size, the scoring seconds (once) and
 the median and slowest move.
 """
 import argparse
 import contextlib
 import io
+import json
 import statistics
 import time
 
@@ -21,7 +26,7 @@ import pandas as pd
 
 from drivekit import widgets
 from drivekit.formats import target_text
-from drivekit.taxonomy import N_ACTIONS, N_REASONS
+from drivekit.taxonomy import ACTION_PHRASES, N_ACTIONS, N_REASONS, REASON_PHRASES
 
 import record
 
@@ -29,13 +34,26 @@ p = argparse.ArgumentParser()
 p.add_argument("--clips", type=int, nargs="+", default=[8, 64])
 p.add_argument("--answers", type=int, default=4, help="sampled answers per clip")
 p.add_argument("--moves", type=int, default=50)
-record.add_out_option(p, "reward_explorer")
+p.add_argument("--target", choices=["plain", "json"], default="plain", help="plain answers (04) or JSON (05)")
+record.add_out_option(p, "reward_explorer[_json]")
 a = p.parse_args()
-record.check("reward_explorer", a.out)
+NAME = "reward_explorer" if a.target == "plain" else "reward_explorer_json"
+record.check(NAME, a.out)
+WEIGHTS = {"r1": 1.0, "r2": 1.0} if a.target == "plain" else {"r1": 1.0, "r2": 1.0, "r3": 1.0}
 
 
 def one_hot(i, n):
     return [int(j == i) for j in range(n)]
+
+
+def answer_text(actions, reasons) -> str:
+    """An answer as the target asks for it; a JSON answer is cut short one time in four."""
+    if a.target == "plain":
+        return target_text(actions, reasons)
+    action, reason = ACTION_PHRASES[actions.index(1)], REASON_PHRASES[reasons.index(1)]
+    text = json.dumps({"scene": "We drive in a through lane. The car ahead is stopped close to us.",
+                       "actions": [action], "reasons": [reason], "justification": f"{action} because: {reason}."})
+    return text[: len(text) // 2] if rng.random() < 0.25 else text
 
 
 rng = np.random.default_rng(0)
@@ -46,17 +64,17 @@ for clips in a.clips:
         truth = one_hot(rng.integers(N_ACTIONS), N_ACTIONS), one_hot(rng.integers(N_REASONS), N_REASONS)
         for _ in range(a.answers):
             said = one_hot(rng.integers(N_ACTIONS), N_ACTIONS), one_hot(rng.integers(N_REASONS), N_REASONS)
-            rows.append(dict(file_name=f"clip{c}.jpg", text=target_text(*said), actions=truth[0], reasons=truth[1]))
+            rows.append(dict(file_name=f"clip{c}.jpg", text=answer_text(*said), actions=truth[0], reasons=truth[1]))
     start = time.perf_counter()
-    scored = widgets.score_answers(pd.DataFrame(rows))
+    scored = widgets.score_answers(pd.DataFrame(rows), target=a.target)
     scoring = time.perf_counter() - start
     scored.insert(4, "r1", rng.uniform(0.2, 0.4, len(scored)))
-    explorer = widgets.reward_explorer(scored, weights={"r1": 1.0, "r2": 1.0})
+    explorer = widgets.reward_explorer(scored, weights=WEIGHTS)
     times = []
     for move in range(a.moves):
         with contextlib.redirect_stdout(io.StringIO()):  # outside a notebook the table is printed: drop it
             start = time.perf_counter()
-            explorer.weights["r1" if move % 2 else "r2"].value = float(rng.integers(0, 21)) / 10  # fires redraw()
+            explorer.weights[list(WEIGHTS)[move % len(WEIGHTS)]].value = float(rng.integers(0, 21)) / 10  # redraw()
             if move % 10 == 9:
                 explorer.variant.value = widgets.EXPLORER_VARIANTS[(move // 10) % len(widgets.EXPLORER_VARIANTS)]
             times.append(time.perf_counter() - start)
@@ -65,4 +83,4 @@ for clips in a.clips:
                                            move_max_seconds=round(max(times), 4), moves=a.moves)
     print(f"{clips} clips × {a.answers}: scoring {scoring:.2f} s once; a move: median "
           f"{statistics.median(times) * 1000:.1f} ms, slowest {max(times) * 1000:.1f} ms")
-print(f"wrote {record.write('reward_explorer', results, a.out)}")
+print(f"wrote {record.write(NAME, results, a.out)}")

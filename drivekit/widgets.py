@@ -141,9 +141,9 @@ def probe_f1(rows: Sequence[Mapping]) -> dict:
     return {"F1_act": s["actions"]["f1_all"], "F1_rsn": s["reasons"]["f1_all"]}
 
 
-def clip_f1(row: Mapping, side: str = "pred") -> float:
-    """One clip's F1: the mean of its action and reason label-set F1s (``side``: ``pred`` as answered)."""
-    return float(np.mean([sample_f1([row[f"{kind}_true"]], [row[f"{kind}_{side}"]]) for kind in ("actions", "reasons")]))
+def clip_f1(row: Mapping) -> float:
+    """One clip's F1: the mean of its action and reason label-set F1s."""
+    return float(np.mean([sample_f1([row[f"{kind}_true"]], [row[f"{kind}_pred"]]) for kind in ("actions", "reasons")]))
 
 
 def shown_answer(row: Mapping, target: str = "plain") -> str:

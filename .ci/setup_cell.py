@@ -6,7 +6,7 @@
 On Colab (``google.colab`` imported) the cell clones the course to ``$DRIVEKIT_HOME`` (default
 ``/content/drivekit``) from ``$DRIVEKIT_REPO`` (default: the GitHub repository), puts the clone first on
 ``sys.path`` (and on ``PYTHONPATH`` for the processes a notebook starts), so ``import drivekit`` works in
-this kernel and ``drivekit.config.HOME`` is the clone, whose ``data/zoo`` holds the tiny models; then
+this kernel and ``drivekit.core.config.HOME`` is the clone, whose ``data/zoo`` holds the tiny models; then
 pip-installs ``pyproject.toml``'s dependencies, which leaves every library the runtime already has
 within the bounds alone. It says plainly when a restart is needed: when pip changed a library this
 kernel had already imported. Locally (``pip install -e ".[dev]"``) it only sets the ``DRIVEKIT_*``

@@ -4,7 +4,7 @@
     python benchmarks/bench_a2c.py a2c [--steps N] [--r2 bleu] [--r1-weight 1] [--r2-weight 1] [--run-dir runs/a2c-bench]
                                        [--out FILE]
 
-``rollout``: samples/s of drivekit's batched, KV-cached rollout (``drivekit.a2c.rollout``, which
+``rollout``: samples/s of drivekit's batched, KV-cached rollout (``drivekit.algorithms.a2c.rollout``, which
 also records every token's log-prob and value) against per-sample generation on the same
 policy (the 4-bit tiny model with the SFT adapter, or with ``--start base`` a fresh adapter on
 the pretrained model, which writes Stage-1 scene descriptions): transformers' ``generate`` with
@@ -13,7 +13,7 @@ temperature 1; the same clips for every method. The clips' frames are preprocess
 inputs once, before timing (the image processor's cost is the same for every method).
 
 ``a2c``: starts from the SFT adapter, scores SFT's greedy answers on the toy test split, trains
-A2C with the tiny defaults (``drivekit.a2c.A2CSettings.tiny``, R = w1·R1 + w2·R2), then scores A2C's
+A2C with the tiny defaults (``drivekit.algorithms.a2c.A2CSettings.tiny``, R = w1·R1 + w2·R2), then scores A2C's
 greedy answers the same way: mean test reward R (and its components), sample-level F1_act and
 F1_rsn. Writes ``<run-dir>/predictions.jsonl`` (SFT's JSONL format).
 
@@ -31,8 +31,13 @@ from pathlib import Path
 
 import torch
 
-from drivekit import a2c, a2c_stage, config, evaluation, models, prompts, sft_stage, toy_split
-from drivekit.weighted_reward import RewardSettings, make_reward
+from drivekit.algorithms import a2c
+from drivekit.stages import a2c_stage, sft_stage
+from drivekit.core import config
+from drivekit.evaluation import reports
+from drivekit.models import vlm, prompts
+from drivekit.data import toy_split
+from drivekit.rewards.weighted_reward import RewardSettings, make_reward
 
 import record
 
@@ -41,7 +46,7 @@ def _fingerprint(cfg) -> dict:
     """Which model and SFT adapter a result was measured on."""
     import hashlib
 
-    from drivekit.models import resolve
+    from drivekit.models.vlm import resolve
 
     def md5(path):
         return hashlib.md5(Path(path).read_bytes()).hexdigest()[:12] if Path(path).is_file() else None
@@ -60,7 +65,7 @@ def _load(cfg, start: str = "sft"):
 def bench_rollout(a) -> dict:
     cfg = config.load()
     (model, processor, _), _ = _load(cfg, a.start)
-    models.keep_4bit_trainable(model)
+    vlm.keep_4bit_trainable(model)
     model.eval()
     items = toy_split.dataset_items(toy_split.toy_data(cfg).test)[: a.clips]
     eos, pad = prompts.end_of_utterance_id(processor), processor.tokenizer.pad_token_id
@@ -113,7 +118,7 @@ def bench_a2c(a) -> dict:
     (model, processor, reference), load_s = _load(cfg)
     data = toy_split.toy_data(cfg)
     train, test = toy_split.dataset_items(data.train), toy_split.dataset_items(data.test)
-    from drivekit.clip_reward import ClipReward
+    from drivekit.rewards.clip_reward import ClipReward
 
     r1 = ClipReward.from_config(cfg)
     weights = RewardSettings(r1_weight=a.r1_weight, r2_weight=a.r2_weight, r2=a.r2)
@@ -134,8 +139,8 @@ def bench_a2c(a) -> dict:
     log = trainer.train(progress=not a.quiet)
     train_s = time.perf_counter() - t0
     a2c_rows = a2c_stage.predictions(trainer, test)
-    evaluation.write_predictions(a2c_rows, out / "predictions.jsonl")
-    table = evaluation.compare({"SFT": sft_rows, "A2C": a2c_rows}, eval_reward)
+    reports.write_predictions(a2c_rows, out / "predictions.jsonl")
+    table = reports.compare({"SFT": sft_rows, "A2C": a2c_rows}, eval_reward)
     print(table.round(4).to_string())
     return dict(kind="a2c", date=str(date.today()), models=_fingerprint(cfg), config=settings.__dict__, reward=weights.__dict__,
                 eval_r2=a.eval_r2, n_train=len(train), n_test=len(test), table=table.round(4).to_dict(orient="index"),

@@ -23,9 +23,11 @@ import time
 
 import torch
 
-from drivekit import clip, clip_eval, config, synthetic
-from drivekit.bddoia import frame_paths, load_image
-from drivekit.clip_reward import ClipReward
+from drivekit.models import clip, clip_eval
+from drivekit.core import config
+from drivekit.data import synthetic
+from drivekit.data.bddoia import frame_paths, load_image
+from drivekit.rewards.clip_reward import ClipReward
 
 import record
 

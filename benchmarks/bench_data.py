@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from drivekit import bddoia, synthetic, toy_split
+from drivekit.data import bddoia, synthetic, toy_split
 
 import record
 

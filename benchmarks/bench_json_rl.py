@@ -4,7 +4,7 @@
                                        [--kl C] [--batch B] [--temperature T] [--top-p P] [--normalize]
                                        [--run-dir runs/json-rl-bench] [--out FILE]
 
-Starts from the SFT-JSON adapter of ``drivekit.json_stage`` (``runs/json/sft``; trained from the
+Starts from the SFT-JSON adapter of ``drivekit.stages.json_stage`` (``runs/json/sft``; trained from the
 plain SFT adapter when missing), scores its greedy JSON answers on the toy test split, trains A2C
 with R = w1·R1 + w2·R2 + w3·R3 (the profile's ``JsonSettings`` defaults, any A2C setting
 overridable), then scores RL-JSON's greedy answers the same way: JSON validity, sample-level
@@ -23,8 +23,11 @@ from pathlib import Path
 
 import torch
 
-from drivekit import a2c_stage, config, evaluation, json_stage, sft_stage, toy_split
-from drivekit.clip_reward import ClipReward
+from drivekit.stages import a2c_stage, json_stage, sft_stage
+from drivekit.core import config
+from drivekit.evaluation import reports
+from drivekit.data import toy_split
+from drivekit.rewards.clip_reward import ClipReward
 
 import record
 
@@ -72,8 +75,8 @@ def main() -> None:
     log = trainer.train(progress=False)
     train_s = time.perf_counter() - t0
     rl_rows = answers()
-    evaluation.write_predictions(rl_rows, out / "predictions.jsonl")
-    table = evaluation.compare({"SFT-JSON": sft_rows, "RL-JSON": rl_rows}, reward, json_names=["SFT-JSON", "RL-JSON"])
+    reports.write_predictions(rl_rows, out / "predictions.jsonl")
+    table = reports.compare({"SFT-JSON": sft_rows, "RL-JSON": rl_rows}, reward, json_names=["SFT-JSON", "RL-JSON"])
     print(table.round(4).to_string())
     policy = log[log["warmup"].eq(False)] if "warmup" in log else log  # the steps after the critic's warm-up
     bench = dict(date=str(date.today()), config=asdict(a2c), stage=asdict(stage), n_train=len(train),

@@ -5,14 +5,14 @@ step, one GRPO step and one prediction batch of SmolVLM-256M-Instruct or SmolVLM
         [--phases sft,a2c,grpo,predict] [--image-edge PX] [--no-image-splitting] [--lora profile|text|all]
         [--no-checkpointing] [--frames N] [--work DIR] [--out FILE.json]
 
-No weights can be downloaded here, so the model is a stand-in (``drivekit.smolvlm.stand_in``): the
+No weights can be downloaded here, so the model is a stand-in (``drivekit.models.smolvlm.stand_in``): the
 published architecture (``config.json`` values: 256.5 M / 2.25 B parameters, the real vocabulary
 size) at random init, with the published image processor (longest edge 2048 / 1536 px, 512 / 384 px
 tiles: a 1280x720 frame is 13 tiles, 832 / 1,053 image tokens), saved once under ``--work`` and
 loaded like a downloaded model. The frames are synthetic 1280x720 scenes, one per clip.
 
 Everything else is the paper profile's (``config.load("paper", vlm=<stand-in>)``): 4-bit NF4 QLoRA,
-the compute dtype of the device (``models.compute_dtype``: float32 on a CPU, bf16 on Ampere or
+the compute dtype of the device (``vlm.compute_dtype``: float32 on a CPU, bf16 on Ampere or
 newer, fp16 on a T4), ``SFTSettings.paper`` (LoRA, gradient checkpointing, eval batch size) and
 ``A2CSettings.paper`` (64 new tokens, top-p 0.9, KL to the SFT adapter). ``--lora``,
 ``--no-checkpointing``, ``--image-edge`` and ``--no-image-splitting`` change one setting for a
@@ -28,7 +28,7 @@ accumulation adds no activations), A2C 4 completions, GRPO 4 completions (one cl
   reference forward, the update. The reward is R2 (BLEU, label texts): R1's CLIP is a separate
   model (ViT-B-32: 0.15 B parameters), not counted here.
 - **grpo**: the SFT adapter loaded trainable with the profile's gradient checkpointing, one
-  ``trl.GRPOTrainer`` step (``drivekit.grpo``): sampling, the frozen copy's log-probabilities for
+  ``trl.GRPOTrainer`` step (``drivekit.algorithms.grpo``): sampling, the frozen copy's log-probabilities for
   the KL, the update. Same reward as A2C.
 - **predict**: the SFT adapter answers one batch greedily (``sft.predict``, 48 new tokens).
 
@@ -98,7 +98,8 @@ def memory(device: torch.device) -> dict:
 def prepare(a) -> tuple[Path, Path]:
     import numpy as np
 
-    from drivekit import render, scene, smolvlm
+    from drivekit.data import render, scene
+    from drivekit.models import smolvlm
 
     model_dir, frames = a.work / f"smolvlm-{a.model}", a.work / "frames"
     if not (model_dir / "config.json").is_file():
@@ -119,8 +120,8 @@ def items(frames: Path, n: int) -> list[dict]:
     """``n`` clips (one 1280x720 frame each) with labels, as dataset items."""
     import numpy as np
 
-    from drivekit import scene
-    from drivekit.bddoia import load_image
+    from drivekit.data import scene
+    from drivekit.data.bddoia import load_image
 
     files = sorted(frames.glob("clip*.jpg"))
     out = []
@@ -135,7 +136,8 @@ def items(frames: Path, n: int) -> list[dict]:
 # One phase (in its own process)
 # ---------------------------------------------------------------------------------------------
 def settings_of(a, cfg):
-    from drivekit import config, sft
+    from drivekit.core import config
+    from drivekit.algorithms import sft
 
     settings = config.profile_defaults(sft.SFTSettings, cfg)
     if a.lora != "profile":
@@ -146,8 +148,11 @@ def settings_of(a, cfg):
 
 
 def run_phase(a) -> dict:
-    from drivekit import a2c, a2c_stage, config, models, sft
-    from drivekit.weighted_reward import RewardSettings, make_reward
+    from drivekit.algorithms import a2c, sft
+    from drivekit.stages import a2c_stage
+    from drivekit.core import config
+    from drivekit.models import vlm
+    from drivekit.rewards.weighted_reward import RewardSettings, make_reward
 
     device = torch.device(a.device)
     cfg = config.load("paper", vlm=str(a.work / f"smolvlm-{a.model}"), image_edge=a.image_edge,
@@ -160,9 +165,9 @@ def run_phase(a) -> dict:
     t0 = time.perf_counter()
     info: dict = {}
     if a.phase == "sft":
-        model, processor = models.load_vlm(cfg, lora=settings.lora, gradient_checkpointing=settings.gradient_checkpointing,
+        model, processor = vlm.load_vlm(cfg, lora=settings.lora, gradient_checkpointing=settings.gradient_checkpointing,
                                            device=device)
-        models.keep_4bit_trainable(model)
+        vlm.keep_4bit_trainable(model)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=settings.lr)
         loaded, t1, c1 = memory(device), time.perf_counter(), time.process_time()
@@ -189,11 +194,11 @@ def run_phase(a) -> dict:
             raise SystemExit(f"the A2C step failed: {row.get('traceback', row.get('error'))}")
         info.update(length=row["length"], rollout_s=round(row["rollout_s"], 1), kl=round(row["kl"], 4))
     elif a.phase == "grpo":
-        from drivekit import grpo
+        from drivekit.algorithms import grpo
 
         if not adapter.is_dir():
             raise SystemExit(f"no SFT adapter at {adapter}: run the sft phase first")
-        model, processor = models.load_vlm(cfg, adapter=adapter, trainable=True, device=device,
+        model, processor = vlm.load_vlm(cfg, adapter=adapter, trainable=True, device=device,
                                            gradient_checkpointing=settings.gradient_checkpointing)
         group = max(2, min(config.profile_defaults(grpo.GRPOSettings, cfg).num_generations, batch))  # 2 answers a clip at least
         n_clips = max(1, batch // group)
@@ -207,7 +212,7 @@ def run_phase(a) -> dict:
         info.update(group=group, completions=n_clips * group, kl=round(float(log["kl"]), 4), length=round(float(log["completions/mean_length"]), 1),
                     checkpointing_on=trainer.model.get_base_model().is_gradient_checkpointing)
     else:
-        model, processor = models.load_vlm(cfg, adapter=adapter, device=device)
+        model, processor = vlm.load_vlm(cfg, adapter=adapter, device=device)
         loaded, t1, c1 = memory(device), time.perf_counter(), time.process_time()
         reset_peak(device)
         rows = sft.predict(model, processor, clips, replace(settings, eval_batch_size=batch), progress=False)
@@ -220,7 +225,7 @@ def run_phase(a) -> dict:
     return dict(model=a.model, device=device.type, phase=a.phase, batch=batch, peak_gb=round(peak["peak_gb"], 2),
                 loaded_gb=round(loaded["now_gb"], 2), seconds=round(seconds, 1), cpu_seconds=round(cpu_seconds, 1),
                 load_seconds=round(t1 - t0, 1), lora="vision+text" if with_vision_lora else "text",
-                checkpointing=settings.gradient_checkpointing, dtype=str(models.compute_dtype(device)),
+                checkpointing=settings.gradient_checkpointing, dtype=str(vlm.compute_dtype(device)),
                 image_edge=a.image_edge, image_splitting=not a.no_image_splitting,
                 **({"reserved_gb": round(peak["reserved_gb"], 2)} if "reserved_gb" in peak else {}), **info)
 

@@ -1,7 +1,7 @@
 """What the pretrained tiny VLM perceives: its greedy descriptions of the toy-test clips, element by element.
 
 Loads the model (no adapter), lets it describe each toy-test clip from the frames alone (as in
-pretraining), parses each description back into scene elements (``drivekit.perception``) and compares
+pretraining), parses each description back into scene elements (``drivekit.models.perception``) and compares
 them with the scene's own. Prints per-element accuracy and the lead car's confusion matrix and writes
 ``benchmarks/results/perception.json`` (``record.py``) or ``--out FILE``.
 
@@ -13,8 +13,9 @@ import time
 
 import torch
 
-from drivekit import config, perception
-from drivekit.models import load_vlm
+from drivekit.core import config
+from drivekit.models import perception
+from drivekit.models.vlm import load_vlm
 
 import record
 

@@ -24,9 +24,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from drivekit import widgets
-from drivekit.formats import target_text
-from drivekit.taxonomy import ACTION_PHRASES, N_ACTIONS, N_REASONS, REASON_PHRASES
+from drivekit.course import widgets
+from drivekit.text.formats import target_text
+from drivekit.core.taxonomy import ACTION_PHRASES, N_ACTIONS, N_REASONS, REASON_PHRASES
 
 import record
 

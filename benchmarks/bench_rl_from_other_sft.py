@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from drivekit import config, experiment, stats
-from drivekit.evaluation import read_predictions
+from drivekit.core import config
+from drivekit import experiment
+from drivekit.evaluation import stats
+from drivekit.evaluation.reports import read_predictions
 
 import record
 

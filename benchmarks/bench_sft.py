@@ -1,6 +1,6 @@
 """Tiny-profile SFT quality over seeds: F1_act / F1_rsn (sample-level) on the toy test split.
 
-Runs ``drivekit.sft_stage.run`` with the tiny profile's default settings (the ones notebook 02 uses),
+Runs ``drivekit.stages.sft_stage.run`` with the tiny profile's default settings (the ones notebook 02 uses),
 one folder per method and seed, and prints the scores, the share of unparseable answers, the
 per-class F1 of "Road is clear" and the timings. Methods:
 
@@ -11,7 +11,7 @@ per-class F1 of "Road is clear" and the timings. Methods:
 
 Writes ``benchmarks/results/sft.json`` (``record.py``) or ``--out FILE``, whose ``results`` are
 ``{"seeds": [...], "SFT": {"f1_act": [...], "f1_rsn": [...], ...}, "SFT-all": {...}}`` with mean
-and sd (``drivekit.stats``).
+and sd (``drivekit.evaluation.stats``).
 
     python benchmarks/bench_sft.py [--seed 0 1 2] [--methods SFT SFT-all] [--epochs E] [--lr LR]
         [--all-epochs E] [--threads N] [--run-dir DIR] [--out FILE]
@@ -23,7 +23,10 @@ from pathlib import Path
 
 import torch
 
-from drivekit import config, sft, sft_stage, stats
+from drivekit.core import config
+from drivekit.algorithms import sft
+from drivekit.stages import sft_stage
+from drivekit.evaluation import stats
 
 import record
 

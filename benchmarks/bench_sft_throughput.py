@@ -20,13 +20,16 @@ import torch
 from torch.utils.data import Subset
 from transformers import Trainer, TrainingArguments
 
-from drivekit import config, models, sft, toy_split
+from drivekit.core import config
+from drivekit.models import vlm
+from drivekit.algorithms import sft
+from drivekit.data import toy_split
 
 import record
 
 
 def drivekit_loop(cfg, settings, data, steps: int) -> float:
-    model, processor = models.load_vlm(cfg, lora=settings.lora)
+    model, processor = vlm.load_vlm(cfg, lora=settings.lora)
     train = Subset(data.train, range(steps * settings.batch_size))
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
@@ -36,7 +39,7 @@ def drivekit_loop(cfg, settings, data, steps: int) -> float:
 
 
 def trainer_loop(cfg, settings, data, steps: int) -> float:
-    model, processor = models.load_vlm(cfg, lora=settings.lora)
+    model, processor = vlm.load_vlm(cfg, lora=settings.lora)
     train = Subset(data.train, range(steps * settings.batch_size))
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(

@@ -26,9 +26,11 @@ import statistics
 import time
 from pathlib import Path
 
-from drivekit import config, experiment, widgets
-from drivekit.clip_reward import ClipReward
-from drivekit.weighted_reward import RewardSettings, make_reward
+from drivekit.core import config
+from drivekit import experiment
+from drivekit.course import widgets
+from drivekit.rewards.clip_reward import ClipReward
+from drivekit.rewards.weighted_reward import RewardSettings, make_reward
 
 import record
 

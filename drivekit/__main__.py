@@ -5,13 +5,13 @@ import importlib
 import sys
 
 COMMANDS = {  # command -> (module with main(argv), what it does)
-    "generate": ("drivekit.synthetic", "write the synthetic BDD-OIA-format dataset"),
-    "check-data": ("drivekit.check_data", "check a BDD-OIA copy on disk: rows kept/dropped, missing images, labels"),
-    "build-vlm": ("drivekit.zoo", "build and pretrain the tiny SmolVLM-architecture model"),
-    "build-clip": ("drivekit.clip", "train the tiny driving-domain CLIP"),
-    "sft": ("drivekit.sft_stage", "QLoRA SFT on the toy split, then predictions on its test part"),
+    "generate": ("drivekit.data.synthetic", "write the synthetic BDD-OIA-format dataset"),
+    "check-data": ("drivekit.data.check_data", "check a BDD-OIA copy on disk: rows kept/dropped, missing images, labels"),
+    "build-vlm": ("drivekit.models.zoo", "build and pretrain the tiny SmolVLM-architecture model"),
+    "build-clip": ("drivekit.models.clip", "train the tiny driving-domain CLIP"),
+    "sft": ("drivekit.stages.sft_stage", "QLoRA SFT on the toy split, then predictions on its test part"),
     "rl-vs-sft": ("drivekit.experiment", "SFT, SFT-all and RL on the unlabelled pool over seeds, compared clip by clip"),
-    "reproduce": ("drivekit.reproduce", "run notebooks 00-06 headless and regenerate figures/"),
+    "reproduce": ("drivekit.course.reproduce", "run notebooks 00-06 headless and regenerate figures/"),
 }
 
 

@@ -2,7 +2,8 @@
 micro model's spec and items that torchrun-started scripts import too)."""
 import pytest
 
-from drivekit import scene, synthetic, zoo
+from drivekit.data import scene, synthetic
+from drivekit.models import zoo
 
 from micro import MICRO, scenes
 

@@ -4,7 +4,8 @@ and so does Python for a test module that torchrun starts as a script)."""
 import numpy as np
 import torch
 
-from drivekit import render, scene, zoo
+from drivekit.data import render, scene
+from drivekit.models import zoo
 
 MICRO = zoo.TinySpec(vision_hidden=64, vision_layers=1, vision_heads=2, text_hidden=64, text_layers=1,
                      text_heads=2, text_kv_heads=1)

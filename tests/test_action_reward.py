@@ -1,4 +1,4 @@
-"""R2 variants (BLEU, label F1, LLM judge) and the weighted reward sum (drivekit.action_reward)."""
+"""R2 variants (BLEU, label F1, LLM judge) and the weighted reward sum (drivekit.rewards.action_reward)."""
 from __future__ import annotations
 
 import math
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from drivekit import action_reward as ar
-from drivekit import weighted_reward as wr
-from drivekit.formats import target_text
+from drivekit.rewards import action_reward as ar
+from drivekit.rewards import weighted_reward as wr
+from drivekit.text.formats import target_text
 
 FORWARD_FOLLOW = (np.eye(4, dtype=int)[0], np.eye(21, dtype=int)[0])  # Move forward; Follow traffic
 STOP_CAR = (np.eye(4, dtype=int)[1], np.eye(21, dtype=int)[3])  # Stop/Slow down; Obstacle: car
@@ -142,7 +142,7 @@ def test_weights_change_and_zero_weight_is_not_evaluated():
 
 
 def test_a_third_term_slots_in():
-    from drivekit.structure_reward import structure_reward
+    from drivekit.rewards.structure_reward import structure_reward
 
     reward = wr.WeightedReward({"r2": (1.0, ar.action_reward("bleu")), "r3": (0.5, structure_reward)})
     result = reward.evaluate(["{}"], **batch_of(FORWARD_FOLLOW))
@@ -157,7 +157,7 @@ def test_a_reward_needs_a_term_and_a_known_target():
 
 
 def test_profiles_reward_defaults():
-    from drivekit import config
+    from drivekit.core import config
 
     assert config.profile_defaults(wr.RewardSettings, config.load("tiny")).r2 == "label_f1"
     assert config.profile_defaults(wr.RewardSettings, config.load("paper")).r2 == "bleu"  # the proposal's R2

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from drivekit import bddoia
-from drivekit.bddoia import BDDOIADataset, BDDOIAFormatError, Sample
-from drivekit.taxonomy import ACTION_KEYS, REASON_KEYS
+from drivekit.data import bddoia
+from drivekit.data.bddoia import BDDOIADataset, BDDOIAFormatError, Sample
+from drivekit.core.taxonomy import ACTION_KEYS, REASON_KEYS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bddoia_mini"
 KEPT = {

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from drivekit import bddoia, check_data
+from drivekit.data import bddoia, check_data
 from drivekit.__main__ import main as drivekit_main
-from drivekit.taxonomy import ACTION_PHRASES, N_REASONS
+from drivekit.core.taxonomy import ACTION_PHRASES, N_REASONS
 
 
 def run(argv, capsys) -> tuple[int, str]:

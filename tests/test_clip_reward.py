@@ -13,10 +13,11 @@ from open_clip import factory
 from open_clip.transform import image_transform
 from PIL import Image
 
-from drivekit import clip, clip_eval, config
-from drivekit.bddoia import Sample, load_image
-from drivekit.clip_reward import ClipReward, r1, video_embedding
-from drivekit.formats import completion_text
+from drivekit.models import clip, clip_eval
+from drivekit.core import config
+from drivekit.data.bddoia import Sample, load_image
+from drivekit.rewards.clip_reward import ClipReward, r1, video_embedding
+from drivekit.text.formats import completion_text
 
 ARCH = "drivekit-test-clip"
 factory._MODEL_CONFIGS[ARCH] = {
@@ -286,7 +287,7 @@ def test_pair_candidates_and_accuracies():
 
 def test_build_clip_fine_tunes_a_saved_model(small_clip, root, tmp_path, monkeypatch):
     """The fine-tuning option (``build-clip --base ...``) end to end, on three clips, on whole frames."""
-    from drivekit import config
+    from drivekit.core import config
 
     base = clip.save_clip(small_clip[0], tmp_path / "base", factory._MODEL_CONFIGS[ARCH])
     clips = [[root / "data" / f"clip{c}_f{f}.jpg" for f in range(3)] for c in range(3)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from drivekit import config
+from drivekit.core import config
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("setup_cell", ROOT / ".ci" / "setup_cell.py")

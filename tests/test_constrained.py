@@ -6,9 +6,11 @@ import torch
 import xgrammar as xgr
 from xgrammar.testing import _is_grammar_accept_string as accepts
 
-from drivekit import json_output, prompts, render, scene, zoo
-from drivekit.constrained import JsonConstraint, decision_grammar, ordered_subset_ebnf
-from drivekit.taxonomy import ACTION_PHRASES, N_ACTIONS, N_REASONS, REASON_PHRASES
+from drivekit.text import json_output
+from drivekit.models import prompts, zoo
+from drivekit.data import render, scene
+from drivekit.models.constrained import JsonConstraint, decision_grammar, ordered_subset_ebnf
+from drivekit.core.taxonomy import ACTION_PHRASES, N_ACTIONS, N_REASONS, REASON_PHRASES
 
 
 @pytest.fixture(scope="module")

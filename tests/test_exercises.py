@@ -1,5 +1,5 @@
 """The notebooks' exercises: every solution in ``notebooks/solutions/`` passes the checker its notebook
-calls (``drivekit.exercises``), a deliberately wrong answer is rejected with a helpful message, and
+calls (``drivekit.course.exercises``), a deliberately wrong answer is rejected with a helpful message, and
 an exercise not attempted yet (the stub) is reported, not failed."""
 import importlib.util
 import json
@@ -10,8 +10,9 @@ import pytest
 import torch
 from micro import items
 
-from drivekit import exercises, sft
-from drivekit.models import LoraSettings, load_vlm
+from drivekit.course import exercises
+from drivekit.algorithms import sft
+from drivekit.models.vlm import LoraSettings, load_vlm
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -110,8 +111,8 @@ def test_a_function_that_returns_nothing_is_wrong_not_unattempted():
 
 
 def test_split_sizes_against_a_real_split():
-    from drivekit.bddoia import Sample
-    from drivekit.toy_split import make_toy_split
+    from drivekit.data.bddoia import Sample
+    from drivekit.data.toy_split import make_toy_split
 
     per_action = [41, 339, 12, 11]  # the proposal's Fig. 4 test counts, as a pool's action counts
     samples = [Sample(name=f"c{a}_{i}.jpg", split="train", actions=tuple(int(k == a) for k in range(4)),

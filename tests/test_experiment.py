@@ -10,10 +10,14 @@ from dataclasses import asdict, replace
 import pandas as pd
 import pytest
 
-from drivekit import clip, config, experiment, metrics, plots, stats, toy_split
-from drivekit.a2c import A2CSettings
-from drivekit.grpo import GRPOSettings
-from drivekit.formats import target_text
+from drivekit.models import clip
+from drivekit.core import config
+from drivekit import experiment
+from drivekit.evaluation import metrics, plots, stats
+from drivekit.data import toy_split
+from drivekit.algorithms.a2c import A2CSettings
+from drivekit.algorithms.grpo import GRPOSettings
+from drivekit.text.formats import target_text
 
 N_ACT, N_RSN = 4, 21
 
@@ -238,7 +242,7 @@ def test_the_unseen_clip_trains_on_a_second_dataset_and_is_reused(tmp_path, monk
         (out / clip.WEIGHTS_FILE).write_bytes(b"w")
         return out
 
-    from drivekit import synthetic
+    from drivekit.data import synthetic
 
     monkeypatch.setattr(synthetic, "generate", fake_generate)
     monkeypatch.setattr(clip, "build_clip", fake_build)
@@ -305,7 +309,7 @@ def test_tuning_chooses_on_validation_with_the_same_budget_for_both_algorithms(t
 
 
 def test_label_free_training_gets_no_label():
-    from drivekit.grpo import dataset
+    from drivekit.algorithms.grpo import dataset
 
     items = [dict(name="a.jpg", images=["frame"], actions=[0, 1, 0, 0], reasons=[1] + [0] * 20)]
     free = experiment.unlabelled(items)

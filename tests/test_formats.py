@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from drivekit import taxonomy
-from drivekit.formats import _LOOKUP, parse_many, parse_text, target_text
+from drivekit.core import taxonomy
+from drivekit.text.formats import _LOOKUP, parse_many, parse_text, target_text
 
 
 def one_hot(size, *indices):

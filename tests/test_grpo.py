@@ -1,15 +1,17 @@
-"""GRPO through trl (drivekit.grpo) on a micro Idefics3 built and saved here, with drivekit's rewards."""
+"""GRPO through trl (drivekit.algorithms.grpo) on a micro Idefics3 built and saved here, with drivekit's rewards."""
 from functools import partial
 
 import numpy as np
 import pytest
 import torch
 
-from drivekit import grpo, scene, zoo
-from drivekit.action_reward import action_reward
-from drivekit.structure_reward import structure_reward
-from drivekit.weighted_reward import WeightedReward
-from drivekit.models import LoraSettings, load_vlm
+from drivekit.algorithms import grpo
+from drivekit.data import scene
+from drivekit.models import zoo
+from drivekit.rewards.action_reward import action_reward
+from drivekit.rewards.structure_reward import structure_reward
+from drivekit.rewards.weighted_reward import WeightedReward
+from drivekit.models.vlm import LoraSettings, load_vlm
 
 from micro import MICRO, items
 

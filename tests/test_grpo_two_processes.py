@@ -1,7 +1,7 @@
 """GRPO in two processes: ``torchrun --nproc_per_node 2`` on the CPU (gloo), on a micro Idefics3 saved here.
 
 The test launches this file under torchrun; each process (``worker`` below) builds
-``drivekit.grpo``'s trainer from the same start adapter and trains 2 steps, with a reward that
+``drivekit.algorithms.grpo``'s trainer from the same start adapter and trains 2 steps, with a reward that
 records which clips it scored. The test then checks that each step's clips were split between the
 processes (each scored its own half of the completions, whole groups), that both processes end
 with the same adapter, moved from the start, and that the main process alone saved it.
@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from drivekit import grpo, scene, zoo
-from drivekit.action_reward import action_reward
-from drivekit.weighted_reward import WeightedReward
-from drivekit.models import LoraSettings, load_vlm
+from drivekit.algorithms import grpo
+from drivekit.data import scene
+from drivekit.models import zoo
+from drivekit.rewards.action_reward import action_reward
+from drivekit.rewards.weighted_reward import WeightedReward
+from drivekit.models.vlm import LoraSettings, load_vlm
 
 from micro import MICRO, items as _items
 

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from drivekit import json_output as J
-from drivekit.taxonomy import ACTION_PHRASES, N_ACTIONS, N_REASONS, REASON_PHRASES
+from drivekit.text import json_output as J
+from drivekit.core.taxonomy import ACTION_PHRASES, N_ACTIONS, N_REASONS, REASON_PHRASES
 
 STOP_CAR = (np.eye(N_ACTIONS, dtype=int)[1], np.eye(N_REASONS, dtype=int)[3])
 VALID = J.json_target(*STOP_CAR, scene="The car ahead is stopped close to us.")

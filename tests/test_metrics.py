@@ -6,7 +6,8 @@ import pytest
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import accuracy_score, f1_score
 
-from drivekit import metrics, taxonomy
+from drivekit.evaluation import metrics
+from drivekit.core import taxonomy
 
 TOL = 1e-9
 

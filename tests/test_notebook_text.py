@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from drivekit import config
+from drivekit.core import config
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0[0-6]_*.ipynb"))
 # The notebooks whose text issue 26's first pass covered, and 05; 04 joins these checks when it is revised.

@@ -18,12 +18,16 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
-from drivekit import (a2c, a2c_stage, clip, config, evaluation, grpo, json_stage, models, prompts, sft, sft_stage,
-                      smolvlm, synthetic, toy_split)
-from drivekit.action_reward import action_reward
-from drivekit.clip_reward import ClipReward
-from drivekit.config import profile_defaults
-from drivekit.weighted_reward import RewardSettings, WeightedReward, make_reward
+from drivekit.algorithms import a2c, grpo, sft
+from drivekit.stages import a2c_stage, json_stage, sft_stage
+from drivekit.models import clip, vlm, prompts, smolvlm
+from drivekit.core import config
+from drivekit.evaluation import reports
+from drivekit.data import synthetic, toy_split
+from drivekit.rewards.action_reward import action_reward
+from drivekit.rewards.clip_reward import ClipReward
+from drivekit.core.config import profile_defaults
+from drivekit.rewards.weighted_reward import RewardSettings, WeightedReward, make_reward
 
 N_CLIPS = 30  # toy split: 3 train, 2 validation, 2 test clips
 FRAME = (1280, 720)
@@ -82,11 +86,11 @@ def test_models_and_data_come_from_the_environment(paper):
 def test_a_1280x720_frame_is_13_tiles_of_512_px_and_the_edge_is_a_setting(paper):
     frame = toy_split.toy_data(paper["cfg"], 2).test[0]["images"]
     for edge, tiles in ((None, 13), (1024, 5)):
-        processor = AutoProcessor.from_pretrained(paper["cfg"].vlm, **models.processor_options(edge))
+        processor = AutoProcessor.from_pretrained(paper["cfg"].vlm, **vlm.processor_options(edge))
         inputs = prompts.encode(processor, [frame])
         assert tuple(inputs["pixel_values"].shape) == (1, tiles, 3, 512, 512)
         assert int((inputs["input_ids"] == processor.image_token_id).sum()) == 64 * tiles  # 832 for the whole frame
-    one = AutoProcessor.from_pretrained(paper["cfg"].vlm, **models.processor_options(image_splitting=False))
+    one = AutoProcessor.from_pretrained(paper["cfg"].vlm, **vlm.processor_options(image_splitting=False))
     assert prompts.encode(one, [frame])["pixel_values"].shape[1] == 1
 
 
@@ -101,7 +105,7 @@ def test_sft_stage_trains_checkpoints_and_predicts_on_the_paper_path(paper, sft_
     summary = json.loads(sft_run.summary.read_text())
     assert summary["profile"] == "paper" and summary["vlm"] == paper["cfg"].vlm
     assert summary["settings"]["gradient_checkpointing"] and summary["settings"]["eval_batch_size"] == 8
-    rows = evaluation.read_predictions(sft_run.predictions)
+    rows = reports.read_predictions(sft_run.predictions)
     assert len(rows) == summary["n_test"] == len(toy_split.toy_data(paper["cfg"], 2).test)
     assert all(isinstance(row["text"], str) for row in rows)
     saved = json.loads((sft_run.best / "adapter_config.json").read_text())["target_modules"]
@@ -159,7 +163,7 @@ def test_grpo_from_the_sft_adapter_takes_paper_steps(paper, r1, sft_run, tmp_pat
     settings = profile_defaults(grpo.GRPOSettings, cfg, steps=2, num_generations=2, max_completion_length=8)
     assert settings == grpo.GRPOSettings.paper(steps=2, num_generations=2, max_completion_length=8)
     assert (settings.clips_per_step, settings.lr, settings.kl_coef) == (1, 1e-5, 0.05)  # not the tiny defaults
-    model, processor = models.load_vlm(cfg, adapter=sft_run.best, trainable=True,
+    model, processor = vlm.load_vlm(cfg, adapter=sft_run.best, trainable=True,
                                        gradient_checkpointing=profile_defaults(sft.SFTSettings, cfg).gradient_checkpointing)
     items = toy_split.dataset_items(toy_split.toy_data(cfg, 2).train)
     reward = WeightedReward({"r1": (1.0, r1), "r2": (1.0, action_reward("label_f1"))})
@@ -176,7 +180,7 @@ def test_grpo_from_the_sft_adapter_takes_paper_steps(paper, r1, sft_run, tmp_pat
 
 def test_constrained_json_on_the_paper_path(paper, sft_run):
     cfg = paper["cfg"]
-    model, processor = models.load_vlm(cfg, adapter=sft_run.best)
+    model, processor = vlm.load_vlm(cfg, adapter=sft_run.best)
     settings = profile_defaults(sft.SFTSettings, cfg, target="json", max_new_tokens=1200)  # the longest strings fit
     clip = toy_split.toy_data(cfg, 2).test[0]
     rows = json_stage.constrained_predictions(model, processor, [clip], settings, progress=False)
@@ -222,25 +226,25 @@ def test_environment_and_command_line_choose_the_models(monkeypatch, tmp_path):
 
 
 def test_a_model_file_stands_for_its_folder(paper, tmp_path):
-    assert models.resolve(paper["vlm"] / "config.json") == str(paper["vlm"])
-    assert models.resolve("HuggingFaceTB/SmolVLM-256M-Instruct") == "HuggingFaceTB/SmolVLM-256M-Instruct"
+    assert vlm.resolve(paper["vlm"] / "config.json") == str(paper["vlm"])
+    assert vlm.resolve("HuggingFaceTB/SmolVLM-256M-Instruct") == "HuggingFaceTB/SmolVLM-256M-Instruct"
     with pytest.raises(ValueError, match="config.json"):
-        models.resolve(tmp_path)
+        vlm.resolve(tmp_path)
 
 
 def test_compute_dtype_is_fp16_on_gpus_without_native_bf16(monkeypatch):
-    assert models.compute_dtype("cpu") == torch.float32
+    assert vlm.compute_dtype("cpu") == torch.float32
     for capability, dtype in (((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # as on a T4
-        assert models.compute_dtype("cuda") == dtype
-        assert models.quantization_config("cuda").bnb_4bit_compute_dtype == dtype
+        assert vlm.compute_dtype("cuda") == dtype
+        assert vlm.quantization_config("cuda").bnb_4bit_compute_dtype == dtype
 
 
 def test_text_only_lora_runs_the_vision_encoder_without_gradients(paper):
     frame = toy_split.toy_data(paper["cfg"], 2).train[0]
     for vision in (False, True):
-        model, processor = models.load_vlm(paper["vlm"], quantize_4bit=True, lora=models.LoraSettings(r=4, vision=vision),
+        model, processor = vlm.load_vlm(paper["vlm"], quantize_4bit=True, lora=vlm.LoraSettings(r=4, vision=vision),
                                            gradient_checkpointing=True, device="cpu", image_splitting=False)
         encoder = model.get_base_model().model.vision_model
         assert any("lora_" in name for name, _ in encoder.named_parameters()) == vision
@@ -254,9 +258,9 @@ def test_text_only_lora_runs_the_vision_encoder_without_gradients(paper):
 
 
 def test_rollouts_keep_the_kv_cache_under_gradient_checkpointing(paper):
-    from drivekit.a2c import rollout
+    from drivekit.algorithms.a2c import rollout
 
-    model, processor = models.load_vlm(paper["vlm"], quantize_4bit=True, lora=models.LoraSettings(r=4, vision=False),
+    model, processor = vlm.load_vlm(paper["vlm"], quantize_4bit=True, lora=vlm.LoraSettings(r=4, vision=False),
                                        gradient_checkpointing=True, device="cpu", image_splitting=False)
     inputs = prompts.encode(processor, [toy_split.toy_data(paper["cfg"], 2).test[0]["images"]])
     assert inputs["pixel_values"].shape[1] == 1  # one tile: load_vlm passes the setting to the processor

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from drivekit import perception, scene
-from drivekit.perception import ELEMENTS, MISSING, UNREADABLE
+from drivekit.models import perception
+from drivekit.data import scene
+from drivekit.models.perception import ELEMENTS, MISSING, UNREADABLE
 
 
 def _scenes(n=400, seed=0):
@@ -24,7 +25,7 @@ def test_description_parses_back_to_the_scene_values():
 
 
 def test_sentence_order_does_not_matter():
-    from drivekit.zoo import shuffled
+    from drivekit.models.zoo import shuffled
 
     rng = np.random.default_rng(1)
     for s in _scenes(50, seed=1):
@@ -76,7 +77,8 @@ def test_score_counts_elements_and_lead_confusion():
 def test_frame_cache_batches_are_what_prompts_encode_makes():
     import torch
 
-    from drivekit import prompts, render, zoo
+    from drivekit.models import prompts, zoo
+    from drivekit.data import render
 
     spec = zoo.TinySpec(vision_hidden=64, vision_layers=1, vision_heads=2, text_hidden=64, text_layers=1,
                         text_heads=2, text_kv_heads=1)
@@ -92,7 +94,7 @@ def test_frame_cache_batches_are_what_prompts_encode_makes():
 
 
 def test_clip_weights_even_out_the_states():
-    from drivekit import zoo
+    from drivekit.models import zoo
 
     states = ["away"] * 6 + ["stopped"] * 3 + ["left"]
     assert zoo.clip_weights(states, 0.0) is None
@@ -103,7 +105,8 @@ def test_clip_weights_even_out_the_states():
 def test_pretraining_is_deterministic_for_a_seed():
     import torch
 
-    from drivekit import render, zoo
+    from drivekit.data import render
+    from drivekit.models import zoo
 
     spec = zoo.TinySpec(vision_hidden=64, vision_layers=1, vision_heads=2, text_hidden=64, text_layers=1,
                         text_heads=2, text_kv_heads=1)

@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drivekit import bddoia, metrics, plots, synthetic, taxonomy
+from drivekit.data import bddoia, synthetic
+from drivekit.evaluation import metrics, plots
+from drivekit.core import taxonomy
 
 
 @pytest.fixture(scope="module")

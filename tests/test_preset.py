@@ -5,8 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from drivekit import a2c, config, grpo, json_stage, models, sft, weighted_reward
-from drivekit.config import PRESETS, load, profile_defaults
+from drivekit.algorithms import a2c, grpo, sft
+from drivekit.core import config
+from drivekit.stages import json_stage
+from drivekit.models import vlm
+from drivekit.rewards import weighted_reward
+from drivekit.core.config import PRESETS, load, profile_defaults
 
 SETTINGS = {"SFTSettings": sft.SFTSettings, "A2CSettings": a2c.A2CSettings, "GRPOSettings": grpo.GRPOSettings,
             "JsonSettings": json_stage.JsonSettings, "RewardSettings": weighted_reward.RewardSettings}
@@ -75,7 +79,7 @@ def test_every_preset_names_real_settings_fields():
 
 def test_t4_compute_dtype_is_what_drivekit_picks_on_a_t4(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a T4
-    assert models.compute_dtype("cuda") == getattr(torch, PRESETS["t4"]["compute_dtype"]) == torch.float16
+    assert vlm.compute_dtype("cuda") == getattr(torch, PRESETS["t4"]["compute_dtype"]) == torch.float16
 
 
 def test_t4_batches_were_measured_and_fit_16_gb():

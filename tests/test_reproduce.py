@@ -1,7 +1,7 @@
 """python -m drivekit reproduce --inplace: what a committed notebook keeps of an execution."""
 import nbformat
 
-from drivekit import reproduce
+from drivekit.course import reproduce
 
 
 def test_stored_notebooks_keep_results_and_drop_stderr_progress_bars_and_timestamps():

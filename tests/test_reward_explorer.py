@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drivekit import widgets
-from drivekit.formats import target_text
-from drivekit.taxonomy import REASON_PHRASES
+from drivekit.course import widgets
+from drivekit.text.formats import target_text
+from drivekit.core.taxonomy import REASON_PHRASES
 
 STOP = ([0, 1, 0, 0], [0, 0, 1] + [0] * 18)
 GO = ([1, 0, 0, 0], [1] + [0] * 20)
@@ -63,7 +63,7 @@ def test_the_explorer_reports_the_mean_reward_and_how_many_best_answers_changed(
 
 
 def test_json_answers_are_scored_by_the_json_stages_terms():
-    from drivekit.weighted_reward import RewardSettings, make_reward
+    from drivekit.rewards.weighted_reward import RewardSettings, make_reward
 
     right = json.dumps({"scene": "A car ahead, moving forward.", "actions": ["Stop/Slow down"],
                         "reasons": [REASON_PHRASES[2]], "justification": "Stop/Slow down because of the car."})

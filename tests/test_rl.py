@@ -1,4 +1,4 @@
-"""A2C (drivekit.a2c: rollout, per-token rewards, value head, trainer) on a tiny randomly initialised
+"""A2C (drivekit.algorithms.a2c: rollout, per-token rewards, value head, trainer) on a tiny randomly initialised
 Idefics3 model with LoRA."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import Idefics3Config, Idefics3ForConditionalGeneration
 
-from drivekit import a2c
-from drivekit.weighted_reward import WeightedReward
+from drivekit.algorithms import a2c
+from drivekit.rewards.weighted_reward import WeightedReward
 
 PAD, EOS, BOS, IMAGE, FAKE, ASSISTANT = 0, 1, 2, 3, 4, 5
 VOCAB = 40
@@ -335,7 +335,7 @@ def test_reward_panel_trains_and_redraws():
     import matplotlib
 
     matplotlib.use("Agg")
-    from drivekit import widgets
+    from drivekit.course import widgets
 
     calls = []
 
@@ -358,7 +358,7 @@ def test_reward_panel_trains_and_redraws():
 
 
 def probe_row(name, text, actions, reasons):
-    from drivekit.evaluation import prediction_row
+    from drivekit.evaluation.reports import prediction_row
 
     return prediction_row(name, text, actions, reasons)
 
@@ -367,7 +367,7 @@ class ProbedRuns:
     """A stand-in for a2c_stage.ShortRuns: an estimate, and runs that fix one probe answer out of three."""
 
     def __init__(self, capsys):
-        from drivekit.formats import parse_text
+        from drivekit.text.formats import parse_text
 
         self.capsys, self.calls, self.printed = capsys, [], []
         go, stop = "Action: Move forward; Reason: Road is clear", "Action: Stop/Slow down; Reason: Traffic light"
@@ -377,12 +377,12 @@ class ProbedRuns:
         self.after = [probe_row(n, t, a, r) for (n, a, r), t in zip(truth, [go, stop, stop])]
 
     def estimate(self, steps):
-        from drivekit import a2c_stage
+        from drivekit.stages import a2c_stage
 
         return a2c_stage.Estimate(steps, per_step=0.5, probe=2.0, clips=3, basis="a test")
 
     def __call__(self, **settings):
-        from drivekit import a2c_stage
+        from drivekit.stages import a2c_stage
 
         self.printed.append(self.capsys.readouterr().out)  # what the panel showed before the run started
         self.calls.append(settings)
@@ -396,7 +396,7 @@ def test_training_panel_estimates_then_shows_f1_and_the_changed_answers(capsys):
     import matplotlib
 
     matplotlib.use("Agg")
-    from drivekit import widgets
+    from drivekit.course import widgets
 
     runs = ProbedRuns(capsys)
     panel = widgets.reward_panel(runs, weights={"r1": 1.0, "r2": 1.0}, lr=1e-4)
@@ -428,7 +428,7 @@ def test_the_panels_default_length_is_the_measured_one():
     import json
     from pathlib import Path
 
-    from drivekit import widgets
+    from drivekit.course import widgets
 
     measured = json.loads((Path(__file__).parent.parent / "benchmarks" / "results" / "training_panel.json").read_text())
     assert measured["clean"] and widgets.PANEL_STEPS == measured["results"]["shortest_gaining"]
@@ -442,10 +442,12 @@ def test_short_runs_answer_the_probe_before_and_after_and_time_themselves(saved)
     import matplotlib
 
     matplotlib.use("Agg")
-    from drivekit import a2c_stage, config, widgets
-    from drivekit.action_reward import action_reward
-    from drivekit.models import LoraSettings, load_vlm
-    from drivekit.structure_reward import structure_reward
+    from drivekit.stages import a2c_stage
+    from drivekit.core import config
+    from drivekit.course import widgets
+    from drivekit.rewards.action_reward import action_reward
+    from drivekit.models.vlm import LoraSettings, load_vlm
+    from drivekit.rewards.structure_reward import structure_reward
 
     from micro import items
 

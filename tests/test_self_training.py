@@ -5,9 +5,12 @@ import json
 import pytest
 import torch
 
-from drivekit import config, prompts, self_training, sft
-from drivekit.formats import target_text
-from drivekit.models import LoraSettings, load_vlm
+from drivekit.core import config
+from drivekit.models import prompts
+from drivekit.stages import self_training
+from drivekit.algorithms import sft
+from drivekit.text.formats import target_text
+from drivekit.models.vlm import LoraSettings, load_vlm
 
 from micro import items as _items
 

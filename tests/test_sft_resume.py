@@ -9,8 +9,8 @@ import pytest
 import torch
 from peft import load_peft_weights
 
-from drivekit import checkpoints, sft
-from drivekit.models import LoraSettings, load_vlm
+from drivekit.algorithms import checkpoints, sft
+from drivekit.models.vlm import LoraSettings, load_vlm
 
 from micro import items as _items
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from drivekit import stats
+from drivekit.evaluation import stats
 
 
 def row(name, right):

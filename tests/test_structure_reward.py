@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from drivekit.weighted_reward import OnJson, RewardSettings, WeightedReward, make_reward
-from drivekit.json_output import json_target, json_target_for
-from drivekit.taxonomy import N_ACTIONS, N_REASONS
+from drivekit.rewards.weighted_reward import OnJson, RewardSettings, WeightedReward, make_reward
+from drivekit.text.json_output import json_target, json_target_for
+from drivekit.core.taxonomy import N_ACTIONS, N_REASONS
 
 ACTIONS, REASONS = np.eye(N_ACTIONS, dtype=int)[1], np.eye(N_REASONS, dtype=int)[3]
 GOOD = json_target(ACTIONS, REASONS, "The car ahead is stopped close to us.")

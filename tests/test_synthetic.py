@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from drivekit import render
-from drivekit import scene as G
-from drivekit import synthetic as S
-from drivekit.taxonomy import N_ACTIONS, N_REASONS
+from drivekit.data import render
+from drivekit.data import scene as G
+from drivekit.data import synthetic as S
+from drivekit.core.taxonomy import N_ACTIONS, N_REASONS
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ EVIDENCE_OF = {
 
 @pytest.mark.parametrize("key", sorted(EVIDENCE_OF))
 def test_every_reason_has_visible_evidence(key):
-    from drivekit.taxonomy import REASON_KEYS
+    from drivekit.core.taxonomy import REASON_KEYS
 
     scene = dataclasses.replace(BASE, **EVIDENCE_OF[key])
     assert G.derive_labels(scene)[1][REASON_KEYS.index(key)] == 1

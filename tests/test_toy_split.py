@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivekit import config
-from drivekit.bddoia import Sample
-from drivekit.taxonomy import ACTION_KEYS, N_ACTIONS, N_REASONS
-from drivekit.toy_split import (
+from drivekit.core import config
+from drivekit.data.bddoia import Sample
+from drivekit.core.taxonomy import ACTION_KEYS, N_ACTIONS, N_REASONS
+from drivekit.data.toy_split import (
     ToySplit, load_or_make_toy_split, make_toy_split, single_label, toy_split_path,
 )
 
@@ -163,7 +163,7 @@ def test_load_or_make_reads_the_labels(tmp_path):
 
 @pytest.mark.parametrize("labels", ["subset", "all"])
 def test_toy_data_parts_are_disjoint_and_cover_the_train_part(labels, tmp_path):
-    from drivekit import synthetic, toy_split
+    from drivekit.data import synthetic, toy_split
 
     root = synthetic.generate(tmp_path / "data", n_clips=400, n_frames=1, size=(32, 32), seed=2, workers=1,
                               progress=False)
@@ -207,7 +207,7 @@ def test_a_split_saved_before_fractions_were_recorded_loads_as_the_eighth(tmp_pa
 
 
 def test_each_draw_has_its_own_labelled_subset_validation_and_pool_with_the_same_test(tmp_path):
-    from drivekit import synthetic, toy_split
+    from drivekit.data import synthetic, toy_split
 
     root = synthetic.generate(tmp_path / "data", n_clips=400, n_frames=1, size=(32, 32), seed=2, workers=1,
                               progress=False)
@@ -234,7 +234,7 @@ def test_each_draw_has_its_own_labelled_subset_validation_and_pool_with_the_same
 
 
 def test_streamed_items_read_each_clip_when_indexed_and_the_paper_profile_streams(tmp_path):
-    from drivekit import synthetic, toy_split
+    from drivekit.data import synthetic, toy_split
 
     root = synthetic.generate(tmp_path / "data", n_clips=40, n_frames=1, size=(32, 32), seed=2, workers=1,
                               progress=False)
@@ -261,7 +261,7 @@ def test_streamed_items_read_each_clip_when_indexed_and_the_paper_profile_stream
     assert isinstance(toy_split.items_of(cfg, data.test), toy_split.StreamedItems)  # real data: streamed
     listed = toy_split.items_of(cfg.replace(synthetic=True), data.test)  # the tiny profile's small clips
     assert isinstance(listed, list) and [i["name"] for i in listed] == [i["name"] for i in streamed]
-    from drivekit.grpo import dataset
+    from drivekit.algorithms.grpo import dataset
 
     rows, lazy = dataset(listed[:3]), dataset(streamed)  # a list in memory; streamed items via an Arrow file
     assert lazy.num_rows == len(data.test) and lazy[:3]["file_name"] == rows["file_name"]

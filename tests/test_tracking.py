@@ -1,4 +1,4 @@
-"""Watching a run (drivekit.tracking): one switch for SFT, A2C and GRPO, on a micro Idefics3 saved here.
+"""Watching a run (drivekit.core.tracking): one switch for SFT, A2C and GRPO, on a micro Idefics3 saved here.
 
 With the tracker on, this file runs as a script in a fresh process (``worker`` below), because
 trackio fixes its folder (``$TRACKIO_DIR``) once per process, when it is first imported, and trl
@@ -20,17 +20,20 @@ import numpy as np
 import pytest
 import torch
 
-from drivekit import a2c, grpo, scene, sft, tracking, zoo
-from drivekit.action_reward import action_reward
-from drivekit.models import LoraSettings, load_vlm
-from drivekit.structure_reward import structure_reward
-from drivekit.weighted_reward import WeightedReward
+from drivekit.algorithms import a2c, grpo, sft
+from drivekit.data import scene
+from drivekit.core import tracking
+from drivekit.models import zoo
+from drivekit.rewards.action_reward import action_reward
+from drivekit.models.vlm import LoraSettings, load_vlm
+from drivekit.rewards.structure_reward import structure_reward
+from drivekit.rewards.weighted_reward import WeightedReward
 
 from micro import MICRO, items as _items
 
 PROJECT = "micro"
 # What trl's GRPOTrainer logs through transformers' trackio callback for drivekit's reward terms, and
-# what A2C measures the same way (drivekit.a2c.AS_TRL): the names both must log.
+# what A2C measures the same way (drivekit.algorithms.a2c.AS_TRL): the names both must log.
 SHARED = ["train/reward", "train/kl", "train/entropy", "train/learning_rate", "train/loss", "train/grad_norm",
           "train/completions/mean_length", "train/completions/clipped_ratio", "train/step_time",
           "train/rewards/r2_label_f1/mean", "train/rewards/structure_reward/mean", "train/global_step"]
@@ -62,7 +65,8 @@ def run_sft(base: Path, out: Path, report: tracking.Report):
 
 
 def run_a2c(base: Path, adapter: Path, report: tracking.Report):
-    from drivekit import a2c_stage, config
+    from drivekit.stages import a2c_stage
+    from drivekit.core import config
 
     model, processor = load_vlm(base, quantize_4bit=True, adapter=adapter, trainable=True, device="cpu")
     trainer = a2c_stage.build_trainer(config.load(), _items(4), reward(), A2C_SETTINGS, policy=(model, processor, None))
@@ -175,7 +179,8 @@ def test_trackio_writes_under_the_runs_folder_unless_it_was_imported_first(tmp_p
 
 
 def test_the_training_commands_take_the_switch(monkeypatch):
-    from drivekit import experiment, sft_stage
+    from drivekit import experiment
+    from drivekit.stages import sft_stage
 
     for main in (sft_stage.main, experiment.main):
         with pytest.raises(SystemExit) as stop:

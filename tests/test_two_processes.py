@@ -17,8 +17,10 @@ import pandas as pd
 import pytest
 import torch
 
-from drivekit import scene, sft, zoo
-from drivekit.models import LoraSettings, load_vlm
+from drivekit.data import scene
+from drivekit.algorithms import sft
+from drivekit.models import zoo
+from drivekit.models.vlm import LoraSettings, load_vlm
 
 from micro import MICRO, items as _items, scenes as _scenes
 

@@ -8,10 +8,13 @@ import pytest
 import torch
 from transformers import Idefics3ForConditionalGeneration, Idefics3Processor
 
-from drivekit import evaluation, prompts, render, scene, sft, zoo
-from drivekit.formats import target_text
-from drivekit.models import LORA_TARGETS, LoraSettings, load_vlm
-from drivekit.taxonomy import N_ACTIONS, N_REASONS
+from drivekit.evaluation import reports
+from drivekit.models import prompts, zoo
+from drivekit.data import render, scene
+from drivekit.algorithms import sft
+from drivekit.text.formats import target_text
+from drivekit.models.vlm import LORA_TARGETS, LoraSettings, load_vlm
+from drivekit.core.taxonomy import N_ACTIONS, N_REASONS
 
 from micro import MICRO, items, scenes as _scenes
 
@@ -73,7 +76,7 @@ def test_qlora_trains_only_lora_on_4bit_linears(saved):
 
 
 def test_set_lora_dropout_changes_every_lora_layer(saved):
-    from drivekit.models import set_lora_dropout
+    from drivekit.models.vlm import set_lora_dropout
 
     model, processor = load_vlm(saved[0], lora=LoraSettings(r=4, dropout=0.5), device="cpu")
     model.train()
@@ -102,15 +105,15 @@ def test_sft_writes_checkpoints_best_and_predictions(saved, tmp_path):
     assert (tmp_path / "best" / "adapter_model.safetensors").is_file()
     assert list(json.loads((tmp_path / "best" / "adapter_config.json").read_text())["target_modules"])
     rows = sft.predict(model, processor, _items(3, seed=2), settings, progress=False)
-    path = evaluation.write_predictions(rows, tmp_path / "predictions.jsonl")
-    read = evaluation.read_predictions(path)
+    path = reports.write_predictions(rows, tmp_path / "predictions.jsonl")
+    read = reports.read_predictions(path)
     assert len(read) == 3 and all(list(row) == PREDICTION_KEYS for row in read)
     for row in read:
         assert isinstance(row["text"], str) and isinstance(row["ok"], bool) and isinstance(row["problems"], list)
         assert len(row["actions_pred"]) == len(row["actions_true"]) == N_ACTIONS
         assert len(row["reasons_pred"]) == len(row["reasons_true"]) == N_REASONS
         assert row["ok"] == (not row["problems"])
-    assert evaluation.score(read)["n_samples"] == 3
+    assert reports.score(read)["n_samples"] == 3
 
 
 def _short_sft(saved, out, seed):
@@ -136,15 +139,15 @@ def test_same_seed_gives_the_same_sft_run(saved, tmp_path):
 
 
 def test_prediction_row_parses_and_reports():
-    good = evaluation.prediction_row("a.jpg", "Action: Stop/Slow down; Reason: Obstacle: car", [0, 1, 0, 0], np.eye(21)[3])
+    good = reports.prediction_row("a.jpg", "Action: Stop/Slow down; Reason: Obstacle: car", [0, 1, 0, 0], np.eye(21)[3])
     assert good["ok"] and good["actions_pred"] == [0, 1, 0, 0] and good["reasons_pred"] == np.eye(21, dtype=int)[3].tolist()
-    bad = evaluation.prediction_row("b.jpg", "::::", [0, 1, 0, 0], np.eye(21)[3])
+    bad = reports.prediction_row("b.jpg", "::::", [0, 1, 0, 0], np.eye(21)[3])
     assert not bad["ok"] and bad["problems"] and sum(bad["actions_pred"]) == 0
 
 
 def test_json_target_collates_and_parses_back(saved):
     """The Stage-3 switch: the collator's labels are the JSON object's tokens, which parse back to the labels."""
-    from drivekit.json_output import parse_json
+    from drivekit.text.json_output import parse_json
 
     _, processor = load_vlm(saved[0], device="cpu")
     items = _items(3)
@@ -164,14 +167,14 @@ def test_json_target_collates_and_parses_back(saved):
 
 
 def test_json_prediction_rows_and_constrained_decoding(saved):
-    from drivekit import json_stage
-    from drivekit.json_output import json_target
+    from drivekit.stages import json_stage
+    from drivekit.text.json_output import json_target
 
     truth = [0, 1, 0, 0], np.eye(21, dtype=int)[3]
-    good = evaluation.prediction_row("a.jpg", json_target(*truth, "A car."), *truth, target="json")
+    good = reports.prediction_row("a.jpg", json_target(*truth, "A car."), *truth, target="json")
     assert good["ok"] and good["actions_pred"] == truth[0] and good["reasons_pred"] == truth[1].tolist()
     for text in ("Action: Stop/Slow down; Reason: Obstacle: car", '{"scene": "x"', ""):
-        bad = evaluation.prediction_row("b.jpg", text, *truth, target="json")
+        bad = reports.prediction_row("b.jpg", text, *truth, target="json")
         assert not bad["ok"] and bad["problems"]
     model, processor = load_vlm(saved[0], device="cpu")  # untrained: free decoding writes no JSON
     settings = sft.SFTSettings(epochs=1, batch_size=2, grad_accum=1, lr=1e-3, lora=LoraSettings(r=4),
@@ -179,10 +182,10 @@ def test_json_prediction_rows_and_constrained_decoding(saved):
                                target="json")  # room for the schema's longest strings
     rows = json_stage.constrained_predictions(model, processor, _items(3), settings, progress=False)
     assert len(rows) == 3 and all(json.loads(r["text"]) is not None for r in rows)
-    assert evaluation.validity(rows) == np.mean([r["ok"] for r in rows])
+    assert reports.validity(rows) == np.mean([r["ok"] for r in rows])
     free = sft.predict(model, processor, _items(3), settings, progress=False)
-    table = evaluation.compare({"free": free, "constrained": rows}, json_names=["free", "constrained"])
-    assert table.loc["free", "json_valid"] == evaluation.validity(free) < 1
+    table = reports.compare({"free": free, "constrained": rows}, json_names=["free", "constrained"])
+    assert table.loc["free", "json_valid"] == reports.validity(free) < 1
 
 
 def test_tokenizer_has_idefics3_tokens_and_reads_every_label_phrase():

@@ -1,7 +1,7 @@
 """Solutions to notebook 00's exercises (tests/test_exercises.py runs them through the notebook's checkers)."""
 import numpy as np
 
-from drivekit.taxonomy import ACTION_PHRASES, REASON_PHRASES
+from drivekit.core.taxonomy import ACTION_PHRASES, REASON_PHRASES
 
 
 def decode(actions, reasons):

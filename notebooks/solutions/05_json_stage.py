@@ -1,7 +1,7 @@
 """Solutions to notebook 05's exercises (tests/test_exercises.py runs them through the notebook's checkers)."""
 import json
 
-from drivekit.taxonomy import ACTION_OF_REASON, ACTION_PHRASES, REASON_PHRASES
+from drivekit.core.taxonomy import ACTION_OF_REASON, ACTION_PHRASES, REASON_PHRASES
 
 WHY_NOT = 15  # reasons 15-20 say why a turn is NOT possible
 

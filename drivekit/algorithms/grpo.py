@@ -1,0 +1,167 @@
+"""GRPO (AlphaDrive's method) through trl's ``GRPOTrainer``, with drivekit's reward callables unchanged.
+
+For each clip of a step the policy samples ``num_generations`` answers (a *group*); an answer's
+advantage is its reward minus the group's mean reward (divided by the group's spread with
+``scale_rewards="group"``), so no critic is needed: the group is the baseline. A clip whose
+answers all score the same gives every one of them advantage 0 and teaches nothing; trl logs the
+share of such groups as ``frac_reward_zero_std``. The loss is the clipped policy gradient on those
+advantages plus ``kl_coef`` · KL to the reference policy (trl's ``beta``), which for a policy that
+starts from a saved adapter is a frozen copy of that adapter (trl adds it as adapter ``"ref"``).
+
+drivekit's own A2C (:mod:`drivekit.algorithms.a2c`) is the course's reference implementation; this module
+only configures trl for the same model, prompts, rewards and sample budget:
+
+- prompts are the images-only chat of :mod:`drivekit.models.prompts` (one user turn holding the frames),
+  which trl renders with the processor's chat template exactly as ``prompts.encode`` does;
+- the reward is the same :class:`drivekit.rewards.weighted_reward.WeightedReward` A2C trains on, handed
+  to trl as its named callables ``f(completions, **columns) -> list[float]`` (``reward_funcs``)
+  and their weights (``reward_weights``), each logged separately (``rewards/<name>/mean``); the dataset's
+  ``file_name``, ``actions`` and ``reasons`` columns reach them as keyword arguments;
+- settings trl would otherwise choose for us are explicit (:class:`GRPOSettings`): dropout off
+  while sampling (else the KL is not 0 at step 1), the learning rate, the KL coefficient, the group size,
+  the completion length, the loss type, no bf16 autocast (the 4-bit model computes in its own
+  dtype) and gradient checkpointing as the model was loaded (:func:`config`). On a
+  4-bit model trl casts the LoRA weights to bf16; :func:`build_trainer` casts them back to the
+  float32 that drivekit's SFT and A2C train in;
+- a tracker only when ``$DRIVEKIT_REPORT_TO`` (or a :class:`drivekit.core.tracking.Report`) asks for one,
+  through trl's ``report_to`` (transformers' trackio or TensorBoard callback, its metrics as
+  ``train/<name>``), guarded so that a failing tracker never stops training.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from drivekit.models import prompts
+from drivekit.core.config import check_lr_schedule
+from drivekit.core.tracking import Report, guard_callbacks, point_trackio
+from drivekit.rewards.weighted_reward import WeightedReward
+
+
+@dataclass(frozen=True)
+class GRPOSettings:
+    """A GRPO run (plain data). One optimiser step samples ``clips_per_step × num_generations``
+    completions: 2 × 4 = 8, A2C's batch of 8."""
+
+    steps: int = 60
+    clips_per_step: int = 2
+    num_generations: int = 4  # k: the group of answers sampled for each clip
+    lr: float = 1e-4
+    lr_schedule: str = "constant"  # constant | linear: trl's lr_scheduler_type, from lr to 0 at `steps`
+    kl_coef: float = 0.1  # KL to the reference (the start adapter): trl's beta
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_completion_length: int = 32
+    loss_type: str = "grpo"  # trl's default is "dapo"
+    scale_rewards: str = "group"  # group | batch | none
+    epsilon: float = 0.2  # PPO-style clip of the importance ratio
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+    # Fields stored under an older name in earlier runs' summaries (read by the experiment's reuse check).
+    RENAMED: ClassVar[dict[str, str]] = {"beta": "kl_coef"}
+
+    @classmethod
+    def tiny(cls, **changes) -> "GRPOSettings":
+        """CPU-sized defaults for the tiny model: A2C's tiny sample budget (8 completions a step)."""
+        return cls(**changes)
+
+    @classmethod
+    def paper(cls, **changes) -> "GRPOSettings":
+        """SmolVLM with 4-bit QLoRA on a GPU, at A2C's paper budget, learning rate and KL
+        (``A2CSettings.paper``): 4 completions of at most 64 tokens a step, one clip's group."""
+        base = dict(steps=500, clips_per_step=1, num_generations=4, lr=1e-5, kl_coef=0.05, top_p=0.9,
+                    max_completion_length=64)
+        return cls(**{**base, **changes})
+
+    def replace(self, **changes) -> "GRPOSettings":
+        return dataclasses.replace(self, **changes)
+
+
+def dataset(items: Sequence[Mapping], instruction: str | None = None):
+    """A ``datasets.Dataset`` of trl's conversational VLM rows for dataset items (``name``, ``images``,
+    and ``actions``, ``reasons`` when they have labels): the images-only prompt, the frames (stored
+    losslessly as PNG), and the columns the rewards read. Items without labels (label-free RL) give
+    rows without them, so a reward that needs them fails at once instead of reading any."""
+    from datasets import Dataset
+
+    if isinstance(items, list):
+        return Dataset.from_list(list(_rows(items, instruction)))
+    # items streamed from disk (toy_split.StreamedItems, the paper profile): written to an Arrow file one
+    # row at a time, which trl then reads memory-mapped, instead of every frame held in memory at once
+    return Dataset.from_generator(_rows, gen_kwargs=dict(items=items, instruction=instruction))
+
+
+def _rows(items: Sequence[Mapping], instruction: str | None):
+    """trl's rows of :func:`dataset`, one item at a time."""
+    for item in items:
+        labels = {k: [int(v) for v in item[k]] for k in ("actions", "reasons") if k in item}
+        yield dict(prompt=prompts.messages(len(item["images"]), instruction), images=list(item["images"]),
+                   file_name=item["name"], **labels)
+
+
+def config(settings: GRPOSettings, out: str | Path, device: torch.device | str = "cpu", report: Report | None = None):
+    """The ``trl.GRPOConfig`` of ``settings`` (no checkpoints). Gradient checkpointing is the model's
+    own, as in SFT and A2C (``models.load_vlm(gradient_checkpointing=)``, on in the paper profile): trl
+    turns it off while sampling and back on for the update. ``report`` (default: ``$DRIVEKIT_REPORT_TO``,
+    run ``GRPO``) sets trl's ``report_to``, ``project`` and ``run_name``."""
+    report = report or Report()
+    if report.to == "trackio":
+        point_trackio()  # before trl imports trackio, which reads its folder once
+    from trl import GRPOConfig
+
+    cpu = torch.device(device).type == "cpu"
+    tracked = dict(report_to=report.to, project=report.project, run_name=report.run_name("GRPO")) if report.on else \
+        dict(report_to="none")
+    return GRPOConfig(
+        output_dir=str(out), max_steps=settings.steps, learning_rate=settings.lr,
+        lr_scheduler_type=check_lr_schedule(settings.lr_schedule),
+        warmup_steps=0, weight_decay=0.0, max_grad_norm=settings.max_grad_norm,
+        per_device_train_batch_size=settings.clips_per_step * settings.num_generations, gradient_accumulation_steps=1,
+        num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
+        temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k, beta=settings.kl_coef,
+        epsilon=settings.epsilon, loss_type=settings.loss_type, scale_rewards=settings.scale_rewards,
+        disable_dropout=True, bf16=False, fp16=False, use_cpu=cpu, gradient_checkpointing=False,
+        remove_unused_columns=False, save_strategy="no", logging_steps=1, seed=settings.seed,
+        data_seed=settings.seed, dataloader_num_workers=0, log_completions=False, **tracked,
+    )
+
+
+def build_trainer(model, processor, items: Sequence[Mapping], reward: WeightedReward,
+                  settings: GRPOSettings = GRPOSettings(), out: str | Path = "runs/grpo",
+                  instruction: str | None = None, report: Report | None = None):
+    """A ``trl.GRPOTrainer`` for a peft-wrapped VLM (e.g. ``models.load_vlm(cfg, adapter=<SFT best>,
+    trainable=True)``) on ``items``; ``reward``'s terms become trl's ``reward_funcs`` and ``reward_weights``;
+    ``report``: where trl reports (:func:`config`)."""
+    report = report or Report()
+    args = config(settings, out, next(model.parameters()).device, report)
+    from trl import GRPOTrainer
+
+    funcs = [fn for _, fn in reward.terms.values()]
+    args.reward_weights = [float(w) for w, _ in reward.terms.values()]
+    start = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset(items, instruction),
+                          processing_class=processor)
+    guard_callbacks(trainer, report, "GRPO")
+    # trl rounds the trained adapter to bf16 on a quantized model (after copying it to "ref"): put the
+    # start adapter back in float32 in both, so the policy starts exactly at π_ref and the KL at 0.
+    with torch.no_grad():
+        for name, param in trainer.model.named_parameters():
+            source = start.get(name.replace(".ref.", ".default."))
+            if source is not None:
+                param.data = source.clone()
+    return trainer
+
+
+def log_frame(trainer) -> pd.DataFrame:
+    """One row per optimiser step from trl's log: ``reward``, ``reward_std``, each reward's mean
+    (``rewards/<name>/mean``), ``frac_reward_zero_std``, ``kl``, ``entropy``, completion lengths, ``loss``."""
+    rows = [row for row in trainer.state.log_history if "loss" in row and "step" in row]
+    return pd.DataFrame(rows)

@@ -1,0 +1,288 @@
+"""Loading the VLM and its processor: one function for both profiles.
+
+``load_vlm`` takes a model id (the paper's ``HuggingFaceTB/SmolVLM-Instruct``, the smaller
+``HuggingFaceTB/SmolVLM-256M-Instruct``), a local directory (or a file in one), ``"tiny"``
+(drivekit's own pretrained model, built on first use, see ``drivekit.models.zoo``) or a ``Config`` (its
+``vlm``, ``quantize_4bit`` and image settings); every one of them goes through ``from_pretrained``.
+Options, as in the paper's QLoRA recipe:
+
+- ``quantize_4bit``: bitsandbytes NF4 with double quantisation; compute in bf16 on a GPU that has
+  it in hardware (Ampere, compute capability 8.0, or newer), fp16 on older GPUs (a T4: torch's
+  ``is_bf16_supported()`` says True there, by emulation), float32 on a CPU. bitsandbytes 4-bit
+  also runs, and trains, on a CPU.
+- ``lora``: a new peft LoRA adapter (:class:`LoraSettings`) on the attention and MLP projections
+  (q/k/v/o/gate/up/down), of the text decoder only or of the vision encoder too; only its
+  parameters train. ``adapter`` loads a saved adapter instead (``trainable`` to go on training
+  it, e.g. for RL after SFT).
+- ``gradient_checkpointing``: recompute activations in the backward pass to save memory.
+- ``image_edge`` / ``image_splitting``: the processor's resolution (longest edge before tiling)
+  and tiling, passed to ``AutoProcessor.from_pretrained`` (a ``Config`` carries them).
+
+Adapter helpers shared by the training loops: :func:`keep_4bit_trainable`, :func:`set_lora_dropout`,
+:func:`reference_policy` (run the frozen SFT adapter as π_ref) and :func:`load_adapter_weights`.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
+
+from drivekit.models import prompts
+from drivekit.core.config import Config
+
+PAPER_VLM = "HuggingFaceTB/SmolVLM-Instruct"
+SMALL_VLM = "HuggingFaceTB/SmolVLM-256M-Instruct"
+TINY_VLM = "tiny"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+TEXT_MODEL = "text_model"  # the decoder's module name in an Idefics3 (SmolVLM) model
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """A LoRA adapter's shape and place (plain data); the defaults are the SmolVLM fine-tuning recipe's.
+
+    ``targets`` are module names; ``vision=True`` puts LoRA on every module of those names, the
+    vision encoder's attention included (q/k/v/o_proj exist there too); ``False`` only on the text
+    decoder's (a regex on the module path, ``.*.text_model.*.(q_proj|...)``): the vision encoder and
+    the connector stay frozen, so no backward pass runs through the image tiles and their forward
+    builds no graph. The vision encoder is most of the forward cost per frame (benchmarks/RESULTS.md,
+    "The paper profile at its real size").
+    """
+
+    r: int = 8
+    alpha: int = 8
+    dropout: float = 0.1
+    targets: tuple[str, ...] = LORA_TARGETS
+    vision: bool = True
+
+    def target_modules(self) -> list[str] | str:
+        """peft's ``target_modules``: the names, or (text decoder only) a regex on module paths."""
+        if self.vision:
+            return list(self.targets)
+        return rf".*\.{TEXT_MODEL}\..*\.({'|'.join(self.targets)})"
+
+    def config(self) -> LoraConfig:
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=self.target_modules(), init_lora_weights="gaussian")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def native_bf16(device: str | torch.device) -> bool:
+    """Whether a CUDA device computes in bf16 in hardware (compute capability 8.0, Ampere, or newer).
+
+    Not ``torch.cuda.is_bf16_supported()``: that also counts emulation, and says True on a T4.
+    """
+    return tuple(torch.cuda.get_device_capability(torch.device(device))) >= (8, 0)
+
+
+def compute_dtype(device: str | torch.device) -> torch.dtype:
+    """bf16 on a GPU with native bf16, fp16 on an older GPU, float32 on a CPU."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if native_bf16(device) else torch.float16
+
+
+def quantization_config(device: str | torch.device) -> BitsAndBytesConfig:
+    """4-bit NF4 with double quantisation (QLoRA)."""
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype(device))
+
+
+def resolve(name_or_path: str | Path) -> str:
+    """What ``from_pretrained`` gets: ``"tiny"`` becomes the zoo directory (built when missing); a
+    file of a saved model (its ``config.json`` or weights) becomes its folder; a model id stays."""
+    if str(name_or_path) == TINY_VLM:
+        from drivekit.models.zoo import ensure_tiny
+
+        return str(ensure_tiny())
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        if not (path.parent / "config.json").is_file():
+            raise ValueError(f"{path} is a file, and its folder holds no config.json: give a model id or the folder "
+                             "of a saved model (save_pretrained layout)")
+        return str(path.parent)
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ValueError(f"{path} holds no config.json: give a model id or the folder of a saved model "
+                         "(save_pretrained layout)")
+    return str(name_or_path)
+
+
+def processor_options(image_edge: int | None = None, image_splitting: bool | None = None) -> dict:
+    """``AutoProcessor.from_pretrained`` overrides of the image processor's resolution and tiling:
+    ``size={"longest_edge": image_edge}`` (a frame is resized to it, then cut into tiles of the
+    processor's ``max_image_size``) and ``do_image_splitting``; None keeps the saved setting."""
+    options = {}
+    if image_edge is not None:
+        options["size"] = {"longest_edge": int(image_edge)}
+    if image_splitting is not None:
+        options["do_image_splitting"] = bool(image_splitting)
+    return options
+
+
+def load_vlm(source: Config | str | Path, *, quantize_4bit: bool | None = None, lora: LoraSettings | None = None,
+             adapter: str | Path | None = None, trainable: bool = False, gradient_checkpointing: bool = False,
+             device: str | torch.device | None = None, seed: int = 0, image_edge: int | None = None,
+             image_splitting: bool | None = None):
+    """(model, processor) from a ``Config`` (its ``vlm``, ``quantize_4bit``, ``image_edge`` and
+    ``image_splitting``), a model id or a directory.
+
+    ``quantize_4bit`` defaults to the config's setting, or False for a name; ``image_edge`` and
+    ``image_splitting`` to the config's, else the processor's own (:func:`processor_options`).
+    Give at most one of ``lora`` (a new adapter) and ``adapter`` (a saved one). A new adapter's
+    random initial weights come from ``seed`` (the global random state is left as it was), so a
+    run is repeatable.
+    """
+    if lora is not None and adapter is not None:
+        raise ValueError("give lora= (a new adapter) or adapter= (a saved one), not both")
+    if isinstance(source, Config):
+        name = source.vlm
+        quantize_4bit = source.quantize_4bit if quantize_4bit is None else quantize_4bit
+        image_edge = source.image_edge if image_edge is None else image_edge
+        image_splitting = source.image_splitting if image_splitting is None else image_splitting
+    else:
+        name = source
+    device = torch.device(device) if device is not None else default_device()
+    path = resolve(name)
+
+    processor = AutoProcessor.from_pretrained(path, **processor_options(image_edge, image_splitting))
+    model = AutoModelForImageTextToText.from_pretrained(
+        path, dtype=compute_dtype(device), device_map={"": device},
+        quantization_config=quantization_config(device) if quantize_4bit else None,
+    )
+    model.generation_config.eos_token_id = prompts.end_of_utterance_id(processor)
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    training = lora is not None or (adapter is not None and trainable)
+    checkpointing = {"use_reentrant": False}  # works under DistributedDataParallel too
+    if quantize_4bit and training:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=checkpointing)
+    elif gradient_checkpointing and training:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
+        model.enable_input_require_grads()
+    if lora is not None:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = get_peft_model(model, lora.config())
+    elif adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+    if training:
+        frozen_vision_without_gradients(model)
+    else:
+        model.eval()
+    return model, processor
+
+
+VISION_MODEL = "vision_model"  # the vision encoder's module name in an Idefics3 (SmolVLM) model
+
+
+_GRAD_MODES: list[bool] = []  # the grad mode before each running frozen-encoder forward, innermost last
+
+
+def _disable_grad(module, args) -> None:
+    _GRAD_MODES.append(torch.is_grad_enabled())
+    torch.set_grad_enabled(False)
+
+
+def _restore_grad(module, args, output) -> None:
+    torch.set_grad_enabled(_GRAD_MODES.pop())
+
+
+def frozen_vision_without_gradients(model: torch.nn.Module) -> bool:
+    """Run the vision encoder without autograd when none of its parameters trains; True if so.
+
+    A frozen encoder needs no graph, but transformers' gradient checkpointing (and peft) make
+    every sub-model's input embeddings require grad, the vision encoder's patch embeddings
+    included: each backward pass would then run, and with checkpointing recompute, the encoder on
+    every image tile. Hooks around its forward switch autograd off there (and back on, also when
+    the forward raises), so the image features enter the decoder as constants.
+    """
+    encoders = [m for name, m in model.named_modules() if name.split(".")[-1] == VISION_MODEL]
+    if len(encoders) != 1 or any(p.requires_grad for p in encoders[0].parameters()):
+        return False
+    encoder = encoders[0]
+    if not getattr(encoder, "_drivekit_no_grad", False):
+        encoder.register_forward_pre_hook(_disable_grad)
+        encoder.register_forward_hook(_restore_grad, always_call=True)
+        encoder._drivekit_no_grad = True
+    return True
+
+
+def keep_4bit_trainable(model: torch.nn.Module) -> int:
+    """Stop bitsandbytes from repacking 4-bit weights for CPU inference (and undo it where done).
+
+    On a CPU with AVX512-BF16, ``bnb.nn.Linear4bit`` converts its weight, the first time it runs
+    in eval mode without gradients, to a packed layout whose matmul has no backward (and adds the
+    bias in place, which autograd rejects). RL alternates no-grad sampling and training on the
+    same modules, so the conversion must not happen. Returns the number of 4-bit layers seen.
+    """
+    seen = 0
+    for module in model.modules():
+        if not hasattr(module, "support_avx512bf16_for_cpu"):
+            continue
+        seen += 1
+        module.support_avx512bf16_for_cpu = False
+        state = getattr(module.weight, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+            module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
+                module.weight.data, state)
+    return seen
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapters
+# ---------------------------------------------------------------------------------------------
+def set_lora_dropout(model: torch.nn.Module, p: float) -> int:
+    """Give every LoRA layer of ``model`` dropout ``p`` on its input (0: none, as peft builds it);
+    returns the number of layers. A saved adapter keeps the dropout it was made with unless told."""
+    layers = [m for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)]
+    for layer in layers:
+        for name in list(layer.lora_dropout.keys()):
+            layer.lora_dropout[name] = torch.nn.Dropout(p) if p > 0 else torch.nn.Identity()
+    return len(layers)
+
+
+@contextmanager
+def reference_policy(model: torch.nn.Module, adapter: str | None):
+    """Run ``model`` as the reference policy: the frozen ``adapter`` active, or (None) all adapters disabled."""
+    if not hasattr(model, "peft_config"):
+        yield
+        return
+    if adapter is None:
+        with model.disable_adapter():
+            yield
+        return
+    active = model.active_adapter
+    model.set_adapter(adapter, inference_mode=True)
+    try:
+        yield
+    finally:
+        model.set_adapter(active)  # re-enables gradients on the trained adapter, freezes the reference
+
+
+def load_adapter_weights(model: torch.nn.Module, folder: str | Path, adapter: str | None = None) -> None:
+    """Copy the adapter weights saved in ``folder`` (peft layout) into ``model``'s ``adapter`` (default: active)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"no adapter weights in {folder}")
+    adapter = adapter or model.active_adapter
+    result = set_peft_model_state_dict(model, load_file(weights), adapter_name=adapter)
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if unexpected:
+        raise ValueError(f"{len(unexpected)} adapter weights in {folder} do not fit the model, e.g. {unexpected[:3]}")
+

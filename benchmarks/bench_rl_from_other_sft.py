@@ -7,7 +7,7 @@ The harness (``drivekit.experiment``, ``ExperimentSettings()``) trains SFT on th
 for 48 epochs, as many clip passes as the profile's SFT makes on the proposal's 1/8. It used to train
 for the profile's 12 epochs: 96 optimiser steps, with the validation loss still falling at the last
 one, a baseline RL could beat by finishing SFT's job. This trains SFT for ``--epochs`` instead, per
-seed of the recipe, then each RL method of the recipe from that adapter, with the recipe's RL
+seed of the experiment, then each of its RL methods from that adapter, with the experiment's RL
 settings, on the same pool. Each run folder gets the harness's files (``summary.json`` with F1s and
 R, ``predictions.jsonl``); ``--compare`` prints, per method, mean ± sd over seeds and the fixed /
 broken clips against the same seed's SFT of ``--epochs`` and against the harness's SFT, with the
@@ -17,39 +17,38 @@ Writes ``benchmarks/results/rl_from_other_sft.json`` (``record.py``): the settin
 F1_act / F1_rsn per seed, and with ``--compare`` the fixed / broken clips and p per reference.
 """
 import argparse
-import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from drivekit.core import config
 from drivekit import experiment
+from drivekit.experiment.folders import PREDICTIONS, read_summary, run_dir
 from drivekit.evaluation import stats
 from drivekit.evaluation.reports import read_predictions
 
 import record
 
 
-def train(cfg, recipe, out: Path, methods) -> None:
+def train(cfg, exp, out: Path, methods) -> None:
     """The harness itself (:func:`drivekit.experiment.run`, finished runs reused), without SFT-all."""
-    experiment.run(replace(recipe, methods=tuple(methods), sft_all=False), out, cfg)
+    experiment.run(exp.replace(methods=tuple(methods), sft_all=False), out, cfg)
 
 
-def f1_per_seed(folder: Path, seeds) -> dict:
-    """F1_act and F1_rsn of each seed's run in ``folder`` (its ``summary.json``)."""
-    summaries = [json.loads((folder / f"seed{s}" / "summary.json").read_text()) for s in seeds]
+def f1_per_seed(out: Path, method: str, seeds) -> dict:
+    """F1_act and F1_rsn of each seed's run of ``method`` under ``out`` (its ``summary.json``)."""
+    summaries = [read_summary(run_dir(out, method, s)) for s in seeds]
     return {key: [s[key] for s in summaries] for key in ("f1_act", "f1_rsn")}
 
 
-def compare(recipe, out: Path, harness: Path, methods) -> dict:
+def compare(exp, out: Path, harness: Path, methods) -> dict:
     """Prints, per reference SFT, each run's F1s and fixed / broken clips; returns the latter with p."""
-    def runs(folder):
-        return [(json.loads((folder / f"seed{s}" / "summary.json").read_text()),
-                 read_predictions(folder / f"seed{s}" / "predictions.jsonl")) for s in recipe.seeds]
+    def runs(root, method):
+        return [(read_summary(run_dir(root, method, s)), read_predictions(run_dir(root, method, s) / PREDICTIONS))
+                for s in exp.seeds]
 
-    references = {f"SFT {recipe.sft_epochs:g} ep.": runs(out / "SFT"), "SFT (harness)": runs(harness / "SFT")}
-    every = {**references, **{m: runs(out / m) for m in methods}}
+    references = {f"SFT {exp.sft_epochs:g} ep.": runs(out, "SFT"), "SFT (harness)": runs(harness, "SFT")}
+    every = {**references, **{m: runs(out, m) for m in methods}}
     against: dict = {}
     for ref_name, ref in references.items():
         print(f"against the same seed's {ref_name}:")
@@ -77,12 +76,12 @@ def main():
     record.add_out_option(p, "rl_from_other_sft")
     a = p.parse_args()
     record.check("rl_from_other_sft", a.out)
-    cfg, recipe = config.load(), experiment.ExperimentSettings(sft_epochs=a.epochs)
-    train(cfg, recipe, a.run_dir, a.methods)
-    results = dict(epochs=a.epochs, methods=a.methods, seeds=list(recipe.seeds), run_dir=str(a.run_dir),
-                   f1={name: f1_per_seed(a.run_dir / name, recipe.seeds) for name in ("SFT", *a.methods)})
+    cfg, exp = config.load(), experiment.ExperimentSettings(sft_epochs=a.epochs)
+    train(cfg, exp, a.run_dir, a.methods)
+    results = dict(epochs=a.epochs, methods=a.methods, seeds=list(exp.seeds), run_dir=str(a.run_dir),
+                   f1={name: f1_per_seed(a.run_dir, name, exp.seeds) for name in ("SFT", *a.methods)})
     if a.compare:
-        results["against"] = compare(recipe, a.run_dir, a.harness, a.methods)
+        results["against"] = compare(exp, a.run_dir, a.harness, a.methods)
     print(f"wrote {record.write('rl_from_other_sft', results, a.out)}")
 
 

@@ -14,6 +14,7 @@ need a clean git tree (``--out FILE`` writes the JSON elsewhere, the answers bes
 from __future__ import annotations
 
 from drivekit import experiment
+from drivekit.core import config
 
 import record
 
@@ -26,10 +27,10 @@ def main() -> None:
     target = record.check("rl_vs_sft", a.out)
     answers = target.with_name(target.stem + "_predictions.jsonl.gz")
     results = experiment.from_arguments(a)
-    runs = a.runs or experiment.load(a.profile).runs_dir / "rl-vs-sft"
-    recipe = experiment.ExperimentSettings(**{**results["recipe"], "seeds": tuple(results["seeds"])})
+    runs = a.runs or config.load(a.profile).runs_dir / "rl-vs-sft"
+    exp = experiment.ExperimentSettings(**{**results["recipe"], "seeds": tuple(results["seeds"])})
     written = record.write("rl_vs_sft", results, a.out)  # first: it checks the tree is clean, answers file included
-    experiment.export_predictions(runs, recipe, answers)
+    experiment.export_predictions(runs, exp, answers)
     print(f"wrote {written} and {answers}")
     print(experiment.table(results).to_markdown())
 

@@ -45,22 +45,22 @@ record.check("training_panel", a.out)
 
 cfg = config.load()
 results = experiment.load_results(config.HOME / "benchmarks" / "results" / "rl_vs_sft.json")
-recipe = dataclasses.replace(experiment.tuned(experiment.ExperimentSettings(), results["tuning"]),
-                             methods=("A2C-R2",), steps=100, sft_all=False, val_size=64)  # notebook 04's `short`
+exp = experiment.tuned(experiment.ExperimentSettings(), results["tuning"]).replace(
+    methods=("A2C-R2",), steps=100, sft_all=False, val_size=64)  # notebook 04's `short`
 reward = make_reward(config.profile_defaults(RewardSettings, cfg), ClipReward.from_config(cfg))
 weights = {"r1": 0.0, "r2": 1.0}  # the panel's default: the experiment's reward
 R1_ONLY = {"r1": 1.0, "r2": 0.0}
 runs_dir = a.runs or cfg.runs_dir / "bench-training-panel"
-print(f"load average {os.getloadavg()}; recipe {recipe}")
+print(f"load average {os.getloadavg()}; experiment {exp}")
 
 rows, starts = [], []
 for seed in a.seeds:
-    seed_recipe = dataclasses.replace(recipe, seeds=(seed,))
+    seed_exp = exp.replace(seeds=(seed,))
     t0 = time.perf_counter()
-    short = experiment.run(seed_recipe, out=runs_dir, cfg=cfg)
+    short = experiment.run(seed_exp, out=runs_dir, cfg=cfg)
     per_step = short["methods"]["A2C-R2"]["seconds_per_step"][0]
     t1 = time.perf_counter()
-    runs = experiment.short_runs(cfg, seed_recipe, seed, runs_dir, reward, progress=False, seconds_per_step=per_step)
+    runs = experiment.short_runs(cfg, seed_exp, seed, runs_dir, reward, progress=False, seconds_per_step=per_step)
     load_seconds = time.perf_counter() - t1
     start = widgets.probe_f1(runs.start_answers())
     starts.append(dict(seed=seed, short_run_seconds=round(t1 - t0, 1), seconds_per_step=per_step,
@@ -97,6 +97,6 @@ for s in lengths + [r1_only] * bool(r1_only):
     print(s)
 gaining = [s["steps"] for s in lengths if all(b > w for b, w in zip(s["better"], s["worse"]))]
 print(f"shortest length that fixed more answers than it broke in every seed: {gaining[0] if gaining else None}")
-out = dict(recipe=dataclasses.asdict(recipe), weights=weights, starts=starts, runs=rows, lengths=lengths, r1_only=r1_only,
+out = dict(recipe=dataclasses.asdict(exp), weights=weights, starts=starts, runs=rows, lengths=lengths, r1_only=r1_only,
            shortest_gaining=gaining[0] if gaining else None)
 print(f"wrote {record.write('training_panel', out, a.out)}")

@@ -25,17 +25,17 @@ dirty tree; the file then says ``"clean": false`` and lists the changes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
+from drivekit.core.provenance import git_state as repository_state
+from drivekit.core.files import write_json
 from versions import versions
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
@@ -58,16 +58,9 @@ def add_out_option(parser: argparse.ArgumentParser, name: str) -> None:
 
 def git_state(ignore: Path | None = None) -> dict:
     """``commit`` (HEAD), ``clean`` and ``changed``: the paths ``git status --porcelain`` lists,
-    but ``ignore`` (the results file about to be replaced)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-
-    try:
-        commit, status = git("rev-parse", "HEAD").strip(), git("status", "--porcelain")
-    except (OSError, subprocess.CalledProcessError) as e:
-        return dict(commit=None, clean=False, changed=[f"no git state: {getattr(e, 'stderr', None) or e}".strip()])
-    changed = [line[3:] for line in status.splitlines() if (ROOT / line[3:]).resolve() != ignore]
-    return dict(commit=commit, clean=not changed, changed=changed)
+    but ``ignore`` (the results file about to be replaced); :func:`drivekit.core.provenance.git_state`
+    of the repository."""
+    return repository_state(ROOT, ignore)
 
 
 def command() -> str:
@@ -123,6 +116,4 @@ def write(name: str, results, out: str | Path | None = None) -> Path:
     """Write ``{**provenance(), "results": results}`` to ``benchmarks/results/<name>.json`` or
     ``out``; values JSON cannot hold are written as their ``str``. Returns the path written."""
     target = check(name, out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps({**provenance(ignore=target), "results": results}, indent=1, default=str) + "\n")
-    return target
+    return write_json(target, {**provenance(ignore=target), "results": results}, indent=1, default=str)

@@ -44,6 +44,21 @@ def test_write_records_command_commit_versions_and_machine(repo, tmp_path):
     assert {"platform", "processor", "cpus", "memory_gb", "torch_threads"} <= set(data["machine"])
 
 
+def test_git_state_is_the_one_drivekit_records(repo, tmp_path):
+    """record.git_state is drivekit.core.provenance.git_state of the repository (the experiment's summaries
+    record its commit and clean); outside git it says why."""
+    from drivekit.core import provenance
+
+    (repo / "notes.txt").write_text("uncommitted")
+    assert record.git_state() == provenance.git_state(repo) == dict(
+        commit=git(repo, "rev-parse", "HEAD"), clean=False, changed=["notes.txt"])
+    assert record.git_state(ignore=repo / "notes.txt")["clean"] is True
+    elsewhere = tmp_path / "elsewhere"  # no repository
+    elsewhere.mkdir()
+    outside = provenance.git_state(elsewhere)
+    assert outside["commit"] is None and outside["clean"] is False and outside["changed"][0].startswith("no git state")
+
+
 def test_results_dir_from_a_clean_tree(repo):
     path = record.write("old", {"x": 1})
     assert path == repo / "benchmarks" / "results" / "old.json"

@@ -4,15 +4,21 @@ The training it drives is tested where it lives (SFT: test_vlm / test_sft_resume
 GRPO: test_grpo); here the run folders are written by hand, with known answers.
 """
 import json
+import re
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import FrozenInstanceError, asdict, replace
 
 import pandas as pd
 import pytest
 
 from drivekit.models import clip
 from drivekit.core import config
+from drivekit.core.files import Unfinished, write_json
+from drivekit.core.settings import Settings
 from drivekit import experiment
+from drivekit.experiment import folders, runner
+from drivekit.experiment import results as results_module
+from drivekit.algorithms.sft import SFTSettings
 from drivekit.evaluation import metrics, plots, stats
 from drivekit.data import toy_split
 from drivekit.algorithms.a2c import A2CSettings
@@ -58,8 +64,8 @@ def finished(tmp_path):
 
 
 def test_summarize_pairs_each_seed_with_its_sft_and_tests_each_seed(finished):
-    out, recipe = finished
-    results = experiment.summarize(out, recipe)
+    out, exp = finished
+    results = experiment.summarize(out, exp)
     assert results["seeds"] == [0, 1, 2] and results["labeled_fraction"] == 1 / 32
     a2c = results["methods"]["A2C-R2"]
     assert a2c["f1_act"] == [0.7] * 3 and a2c["labels_used"] == "pool" and a2c["commits"] == ["abc"]
@@ -76,14 +82,14 @@ def test_summarize_pairs_each_seed_with_its_sft_and_tests_each_seed(finished):
 
 
 def test_table_and_curves(finished):
-    out, recipe = finished
-    table = experiment.table(experiment.summarize(out, recipe))
+    out, exp = finished
+    table = experiment.table(experiment.summarize(out, exp))
     assert list(table.index) == ["SFT", "SFT-all", "A2C-R2"]
     assert table.loc["A2C-R2", "fixed/broken"] == "15/3" and table.loc["A2C-R2", "f1_act"] == "0.700 ± 0.000"
     closed = f"{(0.7 - 0.5) / (0.9 - 0.5):.2f}"
     assert table.loc["A2C-R2", "gap closed (act, rsn)"] == f"{closed}, {closed}"
     assert table.loc["SFT", "p vs SFT (each seed ≤)"] == "" and table.loc["A2C-R2", "val (act+rsn)/2"] == "0.700 ± 0.000"
-    results = experiment.summarize(out, recipe)
+    results = experiment.summarize(out, exp)
     assert results["methods"]["A2C-R2"]["reward_curve"][0] == [0.1, 0.2, 0.3, 0.4, 0.5]
     curves = experiment.curves(results, window=2)
     assert list(curves.columns) == ["method", "seed", "step", "reward", "smoothed"] and len(curves) == 15
@@ -93,8 +99,8 @@ def test_table_and_curves(finished):
 
 
 def test_fig5_over_seeds_averages_each_class_and_shows_the_spread(finished):
-    out, recipe = finished
-    results = experiment.summarize(out, recipe)
+    out, exp = finished
+    results = experiment.summarize(out, exp)
     forward = metrics.ACTION_KEYS[0]
     # SFT gets 10 of 20 clips right: forward TP 10, FN 10, FP 0; A2C-R2 14 of 20
     assert results["methods"]["SFT"]["per_class_f1"]["actions"][forward] == [pytest.approx(2 / 3)] * 3
@@ -110,21 +116,21 @@ def test_fig5_over_seeds_averages_each_class_and_shows_the_spread(finished):
 
 
 def test_a_missing_or_unscored_run_is_named(finished):
-    out, recipe = finished
+    out, exp = finished
     (out / "A2C-R2" / "seed1" / "summary.json").unlink()
     with pytest.raises(FileNotFoundError, match="A2C-R2/seed1"):
-        experiment.summarize(out, recipe)
+        experiment.summarize(out, exp)
     sft = out / "SFT" / "seed2" / "summary.json"  # SFT's own summary, before the harness scored the run
     sft.write_text(json.dumps({k: v for k, v in json.loads(sft.read_text()).items() if k not in ("R", "val")}))
-    assert not experiment._finished(sft.parent) and experiment._finished(out / "SFT" / "seed1")
+    assert not folders.finished(sft.parent) and folders.finished(out / "SFT" / "seed1")
     with pytest.raises(FileNotFoundError, match="SFT/seed2"):
         experiment.summarize(out, experiment.ExperimentSettings(seeds=(1, 2), methods=()))
 
 
 def test_a_short_recipe_without_sft_all_needs_no_sft_all_run(finished):
-    out, recipe = finished
+    out, exp = finished
     short = experiment.ExperimentSettings(seeds=(0,), methods=("A2C-R2",), sft_all=False)
-    assert short.references == ("SFT",) and recipe.references == ("SFT", "SFT-all")
+    assert short.references == ("SFT",) and exp.references == ("SFT", "SFT-all")
     shutil.rmtree(out / "SFT-all")
     results = experiment.summarize(out, short)
     assert list(results["methods"]) == ["SFT", "A2C-R2"] and "gap_closed" not in results["methods"]["A2C-R2"]
@@ -132,52 +138,52 @@ def test_a_short_recipe_without_sft_all_needs_no_sft_all_run(finished):
     shown = experiment.table(results).loc["A2C-R2"]
     assert shown["gap closed (act, rsn)"] == "" and shown["f1_act"] == "0.700"  # one seed: no ± sd
     with pytest.raises(FileNotFoundError, match="SFT-all/seed0"):
-        experiment.summarize(out, recipe)
+        experiment.summarize(out, exp)
 
 
 def test_a_finished_run_of_another_recipe_is_not_reused(finished):
-    out, recipe = finished
+    out, exp = finished
     cfg = config.load("tiny")
     folder = out / "A2C-R2" / "seed0"
-    settings = experiment.rl_settings(cfg, recipe, "A2C-R2", 0)
+    settings = experiment.rl_settings(cfg, exp, "A2C-R2", 0)
     assert settings.steps == 320 and settings.lr == A2CSettings.tiny().lr and settings.seed == 0
     summary = json.loads((folder / "summary.json").read_text())
     (folder / "summary.json").write_text(json.dumps({**summary, "settings": asdict(settings)}))
-    experiment._same_recipe(folder, recipe, settings)  # the same settings: reused
+    folders.check_settings(folder, exp, settings)  # the same settings: reused
     older = {k: v for k, v in asdict(settings).items() if k != "lr_schedule"}  # made before the field existed
     (folder / "summary.json").write_text(json.dumps({**summary, "settings": older}))
-    experiment._same_recipe(folder, recipe, replace(settings, lr_schedule="constant"))  # its default: what it did
-    assert settings.lr_schedule == "linear"  # the recipe decays its lr: that older run is not this recipe's
-    with pytest.raises(ValueError, match=r"lr_schedule 'constant' \(recipe: 'linear'\)"):
-        experiment._same_recipe(folder, recipe, settings)
+    folders.check_settings(folder, exp, replace(settings, lr_schedule="constant"))  # its default: what it did
+    assert settings.lr_schedule == "linear"  # the experiment decays its lr: that older run is not this one's
+    with pytest.raises(ValueError, match=r"lr_schedule 'constant' \(this experiment: 'linear'\)"):
+        folders.check_settings(folder, exp, settings)
     renamed = {("gamma" if k == "discount" else k): v for k, v in asdict(settings).items()}  # the older name
     (folder / "summary.json").write_text(json.dumps({**summary, "settings": {**renamed, "gamma": 0.9}}))
-    with pytest.raises(ValueError, match=r"discount 0.9 \(recipe: 1.0\)"):  # read under its new name
-        experiment._same_recipe(folder, recipe, settings)
+    with pytest.raises(ValueError, match=r"discount 0.9 \(this experiment: 1.0\)"):  # read under its new name
+        folders.check_settings(folder, exp, settings)
     (folder / "summary.json").write_text(json.dumps({**summary, "settings": renamed}))
-    experiment._same_recipe(folder, recipe, settings)
+    folders.check_settings(folder, exp, settings)
     (folder / "summary.json").write_text(json.dumps({**summary, "settings": asdict(settings)}))
     short = experiment.rl_settings(cfg, experiment.ExperimentSettings(steps=40), "A2C-R2", 0)
-    with pytest.raises(ValueError, match=r"A2C-R2/seed0 holds a finished run with steps 320 \(recipe: 40\)"):
-        experiment._same_recipe(folder, recipe, short)
+    with pytest.raises(ValueError, match=r"A2C-R2/seed0/summary.json holds a finished run with steps 320 \(this experiment: 40\)"):
+        folders.check_settings(folder, exp, short)
     sft = out / "SFT" / "seed0"
     sft_summary = json.loads((sft / "summary.json").read_text())
     (sft / "summary.json").write_text(json.dumps({**sft_summary, "fraction": 1 / 16}))
     with pytest.raises(ValueError, match="fraction 0.0625"):
-        experiment._same_recipe(sft, recipe, None)
-    assert experiment.rl_settings(cfg, recipe, "GRPO-R2", 2).num_generations == 4
-    # An SFT of another length, or RL from one, is not reused either (the 12-epoch SFT of an older recipe).
+        folders.check_settings(sft, exp, None)
+    assert experiment.rl_settings(cfg, exp, "GRPO-R2", 2).num_generations == 4
+    # An SFT of another length, or RL from one, is not reused either (the 12-epoch SFT of an older experiment).
     (sft / "summary.json").write_text(json.dumps({**sft_summary, "fraction": 1 / 32, "epochs": 12}))
-    with pytest.raises(ValueError, match=r"epochs 12 \(recipe: 48"):
-        experiment._same_recipe(sft, recipe, epochs=experiment.sft_epochs(cfg, recipe))
+    with pytest.raises(ValueError, match=r"epochs 12 \(this experiment: 48"):
+        folders.check_settings(sft, exp, epochs=experiment.sft_epochs(cfg, exp))
     (folder / "summary.json").write_text(json.dumps({**summary, "settings": asdict(settings), "sft_epochs": 12}))
-    with pytest.raises(ValueError, match=r"sft_epochs 12 \(recipe: 48"):
-        experiment._same_recipe(folder, recipe, settings, sft_epochs=48.0)
+    with pytest.raises(ValueError, match=r"sft_epochs 12 \(this experiment: 48"):
+        folders.check_settings(folder, exp, settings, sft_epochs=48.0)
 
 
 def test_sft_trains_as_many_clip_passes_as_on_the_proposals_eighth():
     cfg = config.load("tiny")
-    profile = config.profile_defaults(experiment.SFTSettings, cfg).epochs
+    profile = config.profile_defaults(SFTSettings, cfg).epochs
     assert experiment.sft_epochs(cfg, experiment.ExperimentSettings(fraction=1 / 8)) == profile == 12
     assert experiment.sft_epochs(cfg, experiment.ExperimentSettings(fraction=1 / 32)) == 4 * profile
     assert experiment.sft_epochs(cfg, experiment.ExperimentSettings(sft_epochs=6)) == 6
@@ -186,15 +192,22 @@ def test_sft_trains_as_many_clip_passes_as_on_the_proposals_eighth():
 
 
 def test_no_gap_to_close_is_reported_as_none():
-    assert experiment._closed(0.9, 0.9, 0.95) is None and experiment._closed(0.5, 0.7, 0.6) == pytest.approx(0.5)
+    closed = results_module._closed
+    assert closed(0.9, 0.9, 0.95) is None and closed(0.5, 0.7, 0.6) == pytest.approx(0.5)
 
 
-def test_recipe_and_overrides():
+def test_experiment_settings_and_overrides():
     with pytest.raises(ValueError, match="unknown methods"):
         experiment.ExperimentSettings(methods=("PPO",))
-    recipe = experiment.ExperimentSettings(seeds=[3, 4])
-    assert recipe.seeds == (3, 4) and recipe.a2c == experiment.A2C_SETTINGS and recipe.grpo == experiment.GRPO_SETTINGS
-    assert recipe.a2c is not experiment.A2C_SETTINGS and recipe.a2c["temperature"] == recipe.grpo["temperature"] == 0.7
+    exp = experiment.ExperimentSettings(seeds=[3, 4])
+    assert isinstance(exp, Settings) and experiment.ExperimentSettings.PROFILES == {}  # no profile changes a default
+    Exp = experiment.ExperimentSettings
+    assert Exp.tiny() == Exp.paper() == Exp()
+    with pytest.raises(FrozenInstanceError):
+        exp.steps = 40
+    assert exp.replace(steps=40).steps == 40 and exp.steps == 320 and exp.replace(seeds=[5]).seeds == (5,)
+    assert exp.seeds == (3, 4) and exp.a2c == experiment.A2C_SETTINGS and exp.grpo == experiment.GRPO_SETTINGS
+    assert exp.a2c is not experiment.A2C_SETTINGS and exp.a2c["temperature"] == exp.grpo["temperature"] == 0.7
     assert config.dataclass_overrides(["lr=2e-4", "discount=0.9", "samples_per_clip=4"], A2CSettings, "--a2c") == dict(
         lr=2e-4, discount=0.9, samples_per_clip=4)
     with pytest.raises(SystemExit, match="--a2c: 'r2=label_f1'"):  # reward settings are not A2C's
@@ -262,33 +275,38 @@ def test_the_command_is_registered():
     assert isinstance(experiment.table({"methods": {}}), pd.DataFrame)
 
 
-def test_tuning_chooses_on_validation_with_the_same_budget_for_both_algorithms(tmp_path, monkeypatch):
-    """The grid, then the variants at the grid's best, chosen by the validation score; no run answers
-    the test split. Training is replaced by a stand-in whose validation score is known."""
-    calls = []
-
-    def fake_task(cfg, recipe, method, seed, folder, out, test=True, changes=None, progress=False, report_to=None):
+def _stand_in(calls: list):
+    """A stand-in for one run (``runner._task``) whose validation score is known; ``calls`` gets
+    ``(method, folder name, test)`` of each run made."""
+    def fake_task(cfg, exp, method, seed, folder, out, test=True, changes=None, progress=False, report_to=None):
         calls.append((method, folder.name, test))
         changes = dict(changes or {})
         if method in experiment.REFERENCES:
             _write(folder.parents[1], method, seed, [True] * 10 + [False] * 10, draw=seed,
-                   epochs=experiment.sft_epochs(cfg, recipe, method))
+                   epochs=experiment.sft_epochs(cfg, exp, method))
             return json.loads((folder / "summary.json").read_text())
         good = 0.5 + (changes["lr"] == 3e-4) * 0.2 + (changes["kl_coef"] > 0) * 0.1  # grid best: lr 3e-4, KL 0.05
         good += 0.05 * (changes.get("loss_type") == "dapo") + 0.05 * (changes.get("reward_mode") == "terminal")
-        settings = experiment.rl_settings(cfg, recipe, method, seed, **changes)
-        folder.mkdir(parents=True)
+        settings = experiment.rl_settings(cfg, exp, method, seed, **changes)
+        folder.mkdir(parents=True, exist_ok=True)
         (folder / "val_predictions.jsonl").write_text("")
         summary = dict(val=dict(f1_act=good, f1_rsn=good, pair_f1=good), settings=asdict(settings), changes=changes,
-                       seconds_per_step=0.5, sft_epochs=experiment.sft_epochs(cfg, recipe), draw=seed,
-                       fraction=recipe.fraction)
-        (folder / "summary.json").write_text(json.dumps(summary))
+                       seconds_per_step=0.5, sft_epochs=experiment.sft_epochs(cfg, exp), draw=seed,
+                       fraction=exp.fraction)
+        write_json(folder / "summary.json", summary, indent=1)  # as the harness writes it
         return summary
 
-    monkeypatch.setattr(experiment, "_task", fake_task)
+    return fake_task
+
+
+def test_tuning_chooses_on_validation_with_the_same_budget_for_both_algorithms(tmp_path, monkeypatch):
+    """The grid, then the variants at the grid's best, chosen by the validation score; no run answers
+    the test split. Training is replaced by a stand-in whose validation score is known."""
+    calls = []
+    monkeypatch.setattr(runner, "_task", _stand_in(calls))
     cfg = config.load("tiny")
-    recipe = experiment.ExperimentSettings(seeds=(0,), sft_all=False)
-    result = experiment.tune(cfg, recipe, 0, tmp_path, echo=lambda *a: None)
+    exp = experiment.ExperimentSettings(seeds=(0,), sft_all=False)
+    result = experiment.tune(cfg, exp, 0, tmp_path, echo=lambda *a: None)
     runs = [c for c in calls if c[0] not in experiment.REFERENCES]
     assert all(test is False for _, _, test in runs)  # tuning never answers the test split
     per_algorithm = {a: [c for c in runs if c[0] == experiment.TUNED_METHOD[a]] for a in ("a2c", "grpo")}
@@ -298,14 +316,53 @@ def test_tuning_chooses_on_validation_with_the_same_budget_for_both_algorithms(t
         assert e["grid_best"] == "lr3e-04-kl0.05" and e["chosen"] == f"lr3e-04-kl0.05+{variant}"
         assert e["changes"]["lr"] == 3e-4 and e["changes"]["kl_coef"] == 0.05 and len(e["runs"]) == 8
     assert json.loads((tmp_path / "tuning.json").read_text()) == result
-    chosen = experiment.tuned(recipe, result)
+    chosen = experiment.tuned(exp, result)
     assert chosen.a2c["reward_mode"] == "terminal" and chosen.grpo["loss_type"] == "dapo" and chosen.a2c["lr"] == 3e-4
-    assert chosen.a2c["temperature"] == 0.7  # the recipe's own settings stay
+    assert chosen.a2c["temperature"] == 0.7  # the experiment's own settings stay
     table = experiment.tuning_table(result)
     assert len(table) == 16 and (table["chosen"] == "✓").sum() == 2
     calls.clear()
-    experiment.tune(cfg, recipe, 0, tmp_path, echo=lambda *a: None)
+    experiment.tune(cfg, exp, 0, tmp_path, echo=lambda *a: None)
     assert calls == []  # finished runs are reused
+
+
+def test_a_truncated_summary_is_unfinished_named_and_redone(tmp_path, monkeypatch):
+    """A run killed while writing its summary (the first 22 bytes of a real one) is not finished: the
+    reuse check names the file and why, says so, and the run alone is made again."""
+    calls, said = [], []
+    monkeypatch.setattr(runner, "_task", _stand_in(calls))
+    cfg = config.load("tiny")
+    exp = experiment.ExperimentSettings(seeds=(0,), sft_all=False)
+    experiment.tune(cfg, exp, 0, tmp_path, algorithms=("a2c",), echo=lambda *a: None)
+    folder = folders.tuning_dir(tmp_path, "A2C-R2", 0, "lr3e-04-kl0.05")
+    summary = folder / "summary.json"
+    summary.write_bytes(summary.read_bytes()[:22])
+    why = folders.unfinished(folder, test=False)
+    assert why.startswith(f"{summary}: unfinished (not JSON: ") and not folders.finished(folder, test=False)
+    with pytest.raises(Unfinished, match=re.escape(f"{summary}: unfinished (not JSON: ")):  # not a bare JSONDecodeError
+        folders.check_settings(folder, exp)
+    task = runner.task(cfg, exp, "A2C-R2", 0, folder, tmp_path, test=False, changes=dict(lr=3e-4, kl_coef=0.05))
+    assert folders.pending([task], echo=said.append) == [task] and said == [f"{why}: redoing A2C-R2 seed 0"]
+    calls.clear()
+    said.clear()
+    experiment.tune(cfg, exp, 0, tmp_path, algorithms=("a2c",), echo=said.append)
+    assert calls == [("A2C-R2", "lr3e-04-kl0.05", False)]  # that run alone is redone, the others reused
+    assert said[0] == f"{why}: redoing A2C-R2 seed 0" and folders.finished(folder, test=False)
+
+
+def test_summarize_names_a_truncated_summary_and_results_file(finished, tmp_path):
+    out, exp = finished
+    summary = out / "A2C-R2" / "seed1" / "summary.json"
+    summary.write_bytes(summary.read_bytes()[:22])
+    with pytest.raises(FileNotFoundError, match=re.escape(f"runs not finished: {summary}: unfinished (not JSON: ")):
+        experiment.summarize(out, exp)
+    summary.write_text(json.dumps({"val": {}}))  # whole, but never scored on the test split
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{summary}: unfinished (no R)")):
+        experiment.summarize(out, exp)
+    results = tmp_path / "rl_vs_sft.json"
+    results.write_bytes((config.HOME / "benchmarks" / "results" / "rl_vs_sft.json").read_bytes()[:22])
+    with pytest.raises(Unfinished, match=re.escape(f"{results}: unfinished (not JSON: ")):
+        experiment.load_results(results)
 
 
 def test_label_free_training_gets_no_label():
@@ -330,11 +387,11 @@ def test_label_free_training_gets_no_label():
 
 def test_self_consistency_runs_with_a_group_of_whole_answers():
     cfg = config.load("tiny")
-    recipe = experiment.ExperimentSettings()
-    a2c = experiment.rl_settings(cfg, recipe, "A2C-SC", 0)
+    exp = experiment.ExperimentSettings()
+    a2c = experiment.rl_settings(cfg, exp, "A2C-SC", 0)
     assert a2c.samples_per_clip == 4 and a2c.reward_mode == "terminal" and a2c.batch_size == 8
-    assert experiment.rl_settings(cfg, recipe, "GRPO-SC", 0).num_generations == 4
-    assert experiment.rl_settings(cfg, recipe, "ST", 1).seed == 1 and experiment.budget(recipe) == 320 * 8
+    assert experiment.rl_settings(cfg, exp, "GRPO-SC", 0).num_generations == 4
+    assert experiment.rl_settings(cfg, exp, "ST", 1).seed == 1 and experiment.budget(exp) == 320 * 8
 
 
 def test_majority_accuracy_is_read_against_the_pool_after_training():
@@ -347,9 +404,9 @@ def test_majority_accuracy_is_read_against_the_pool_after_training():
 
 
 def test_exported_answers_recompute_the_paired_counts(finished, tmp_path):
-    out, recipe = finished
-    path = experiment.export_predictions(out, recipe, tmp_path / "answers.jsonl.gz")
-    results = experiment.summarize(out, recipe)
+    out, exp = finished
+    path = experiment.export_predictions(out, exp, tmp_path / "answers.jsonl.gz")
+    results = experiment.summarize(out, exp)
     again = experiment.paired_from_predictions(path)
     assert again["A2C-R2"] == results["methods"]["A2C-R2"]["paired"]
     assert experiment.paired_from_predictions(path, "val")["A2C-R2"][0]["fixed"] == 5
@@ -363,14 +420,14 @@ def test_exported_answers_recompute_the_paired_counts(finished, tmp_path):
 
 
 def test_label_free_methods_are_compared_with_self_training_clip_by_clip(finished):
-    out, recipe = finished
+    out, exp = finished
     st = [True] * 12 + [False] * 8  # self-training: right on 12 of the 20 clips
     sc = [True] * 10 + [False] * 2 + [True] * 4 + [False] * 4  # right on 14: fixes 4 of ST's, breaks 2
-    for seed in recipe.seeds:
+    for seed in exp.seeds:
         _write(out, "ST", seed, st, labels_used="none", steps=5, samples_per_step=8, seconds_per_step=0.4)
         _write(out, "GRPO-SC", seed, sc, labels_used="none", steps=5, samples_per_step=8, seconds_per_step=0.6)
-    recipe = replace(recipe, methods=("A2C-R2", "GRPO-SC", "ST"))
-    results = experiment.summarize(out, recipe)
+    exp = exp.replace(methods=("A2C-R2", "GRPO-SC", "ST"))
+    results = experiment.summarize(out, exp)
     vs = results["methods"]["GRPO-SC"]["vs_self_training"]
     assert [(c["fixed"], c["broken"]) for c in vs] == [(4, 2)] * 3
     assert vs[0]["p"] == pytest.approx(stats.sign_test(4, 2))

@@ -64,11 +64,11 @@ def hit(completions, **batch):
 
 
 def trainer(model=None, reward=None, run_dir=None, **changes):
-    cfg = a2c.A2CSettings(steps=30, batch_size=8, lr=1e-2, value_lr=1e-2, max_new_tokens=5, reward_mode="terminal",
-                       prefix_every="token").replace(**changes)
+    settings = a2c.A2CSettings(steps=30, batch_size=8, lr=1e-2, value_lr=1e-2, max_new_tokens=5,
+                               reward_mode="terminal", prefix_every="token").replace(**changes)
     return a2c.A2CTrainer(model or tiny_policy(), clips(), make_inputs, decode,
-                         reward or WeightedReward({"hit": (1.0, hit)}), cfg, eos_ids=[EOS], pad_id=PAD,
-                         run_dir=run_dir)
+                          reward or WeightedReward({"hit": (1.0, hit)}), settings, eos_ids=[EOS], pad_id=PAD,
+                          run_dir=run_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,14 +314,15 @@ def test_checkpoint_and_resume_continue_the_same_run(tmp_path):
     straight = trainer(model=tiny_policy(seed=5), reward=reward, steps=4)
     straight.train(progress=False)
 
-    first = trainer(model=tiny_policy(seed=5), reward=reward, run_dir=tmp_path, steps=2, checkpoint_every=1,
+    first = trainer(model=tiny_policy(seed=5), reward=reward, run_dir=tmp_path, steps=4, checkpoint_every=1,
                     keep_checkpoints=1)
-    first.train(progress=False)
+    first.train(steps=2, progress=False)
     assert [p.name for p in tmp_path.glob("checkpoint-*")] == ["checkpoint-000002"]
     saved = tmp_path / "checkpoint-000002"
     assert (saved / "adapter_model.safetensors").is_file() and (saved / a2c.VALUE_HEAD_WEIGHTS).is_file()
 
-    resumed = trainer(model=tiny_policy(seed=5), reward=reward, run_dir=tmp_path, steps=4)
+    resumed = trainer(model=tiny_policy(seed=5), reward=reward, run_dir=tmp_path, steps=4, checkpoint_every=1,
+                      keep_checkpoints=1)
     assert resumed.resume() and resumed.step_count == 2
     log = resumed.train(progress=False)
     assert log["step"].tolist() == [1, 2, 3, 4]
@@ -456,9 +457,9 @@ def test_short_runs_answer_the_probe_before_and_after_and_time_themselves(saved)
     reward = WeightedReward({"r2": (1.0, action_reward("label_f1"))})
     settings = a2c.A2CSettings(batch_size=4, max_new_tokens=6, lr=5e-2, temperature=1.0)
     cfg = config.load(profile="tiny")
-    unknown = a2c_stage.ShortRuns(cfg, (model, processor, None), items(4), reward, items(3, seed=1), a2c=settings)
+    unknown = a2c_stage.ShortRuns(cfg, (model, processor, None), items(4), reward, items(3, seed=1), settings=settings)
     assert unknown.estimate(10) is None and unknown.before is None  # no speed known: no estimate, nothing computed
-    runs = a2c_stage.ShortRuns(cfg, (model, processor, None), items(4), reward, items(3, seed=1), a2c=settings,
+    runs = a2c_stage.ShortRuns(cfg, (model, processor, None), items(4), reward, items(3, seed=1), settings=settings,
                                progress=False, seconds_per_step=0.25, timing="a test's guess")
     first_guess = runs.estimate(10)  # the given speed, and the start's answers computed and timed for the probe's part
     assert runs.target == "plain" and len(runs.before) == 3 and runs.start_seconds > 0
@@ -476,7 +477,7 @@ def test_short_runs_answer_the_probe_before_and_after_and_time_themselves(saved)
     assert runs.history[-1].before is first.before  # the start's answers are computed once
     json_reward = WeightedReward({"r2": (1.0, action_reward("label_f1")), "r3": (1.0, structure_reward)})
     assert a2c_stage.ShortRuns(cfg, (model, processor, None), items(2), json_reward, items(1),
-                               a2c=settings).target == "json"
+                               settings=settings).target == "json"
 
 
 def test_batches_are_seeded_by_step_and_can_repeat_clips():
@@ -494,11 +495,11 @@ def test_a_linear_lr_schedule_falls_to_zero_and_resumes_on_it(tmp_path):
     t = trainer(steps=4, lr=1e-3, lr_schedule="linear")
     log = t.train(progress=False)
     assert log["lr"].tolist() == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4])
-    assert t.optimizer.param_groups[1]["lr"] == t.cfg.value_lr
+    assert t.optimizer.param_groups[1]["lr"] == t.settings.value_lr
     trainer(steps=4, lr=1e-3, lr_schedule="linear", run_dir=tmp_path, checkpoint_every=2).train(steps=2, progress=False)
     resumed = trainer(steps=4, lr=1e-3, lr_schedule="linear", run_dir=tmp_path, checkpoint_every=2)
     assert resumed.resume() and resumed.step_count == 2
     assert resumed.step()["lr"] == pytest.approx(5e-4)
-    assert trainer(steps=4).step()["lr"] == trainer().cfg.lr  # constant by default
+    assert trainer(steps=4).step()["lr"] == trainer().settings.lr  # constant by default
     with pytest.raises(ValueError, match="lr_schedule must be .constant. or .linear."):
         trainer(lr_schedule="cosine")

@@ -30,18 +30,20 @@ One :meth:`A2CTrainer.step`:
 rollout's graph (no second forward, memory growing with tokens × layers). Log-probs are those of
 the distribution sampling draws from (:func:`sampling_logits`): on-policy even with a top-k / top-p cut.
 
-**Robustness**: a non-finite reward becomes 0 and is counted; a step that raises or gives a
+**Robustness**: settings that cannot run are refused when they are made (:meth:`A2CSettings.check`),
+before any step; a non-finite reward becomes 0 and is counted; a step that raises or gives a
 non-finite loss is logged and skipped without touching the weights; ``max_failures`` consecutive
 failures stop the run. **Checkpoints**: every ``checkpoint_every`` steps, ``<run_dir>/checkpoint-<step>/``
-holds the adapter, value head and optimizer; :meth:`A2CTrainer.resume` continues from the latest
-(batches and samples are seeded by step). Each step's row goes to ``log.jsonl`` and, with
+holds the adapter, value head and, written atomically and last, the trainer state (optimizer, step,
+settings, log; :func:`drivekit.algorithms.checkpoints.write_state`); :meth:`A2CTrainer.resume` continues
+from the latest (batches and samples are seeded by step), refusing a state written with other settings
+or one it cannot read, with the file named. Each step's row goes to ``log.jsonl`` and, with
 ``$DRIVEKIT_REPORT_TO`` on, to trackio or TensorBoard (:mod:`drivekit.core.tracking`), under the names trl's
 GRPO logs where A2C measures the same thing (:func:`tracked_metrics`), so a dashboard plots both on one
 chart. :func:`generate` decodes many clips (greedy by default) with the same KV-cached rollout, for evaluation.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -60,6 +62,8 @@ from torch import nn
 
 from drivekit.algorithms import checkpoints
 from drivekit.core.config import check_lr_schedule
+from drivekit.core.files import write_json
+from drivekit.core.settings import Settings
 from drivekit.models.vlm import keep_4bit_trainable, load_adapter_weights, reference_policy
 from drivekit.core.tracking import Report, Tracker
 from drivekit.rewards.weighted_reward import RewardResult, take
@@ -69,16 +73,21 @@ VALUE_HEAD_CONFIG = "value_head.json"
 TRAINER_STATE = "trainer_state.pt"
 LOG_FILE = "log.jsonl"
 REWARD_MODES = ("terminal", "incremental")
+PREFIX_EVERY = ("word", "token")
 
 
 # ---------------------------------------------------------------------------------------------
 # 0. Settings (plain data)
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class A2CSettings:
+@dataclass(frozen=True)
+class A2CSettings(Settings):
     """Hyper-parameters of an A2C run. ``A2CSettings.tiny()`` / ``.paper()`` give the profiles' defaults
-    (``config.profile_defaults(A2CSettings, cfg)``). The reward and its weights are not here: the
-    trainer takes any reward object (:mod:`drivekit.rewards.weighted_reward`)."""
+    (``config.profile_defaults(A2CSettings, cfg)``), written in ``PROFILES``: ``tiny`` is CPU-sized for the
+    tiny model (a minute on 2 cores; why each differs: benchmarks/RESULTS.md: whitening blows up the
+    critic's small errors, KL holds the policy near SFT's format), ``paper`` is SmolVLM-Instruct with 4-bit
+    QLoRA on a GPU. The reward and its weights are not here: the trainer takes any reward object
+    (:mod:`drivekit.rewards.weighted_reward`). A bad combination is refused when the settings are made
+    (:meth:`check`), before any step."""
 
     steps: int = 60
     batch_size: int = 8  # completions per step
@@ -110,22 +119,35 @@ class A2CSettings:
 
     # Fields stored under an older name in earlier runs' summaries (read by the experiment's reuse check).
     RENAMED: ClassVar[dict[str, str]] = {"gamma": "discount"}
+    PROFILES: ClassVar[dict] = {
+        "tiny": dict(lr=1e-4, kl_coef=0.1, normalize_advantages=False),
+        "paper": dict(steps=500, batch_size=4, lr=1e-5, value_lr=1e-4, max_new_tokens=64, top_p=0.9, kl_coef=0.05,
+                      entropy_coef=0.001, checkpoint_every=50, keep_checkpoints=3),
+    }
 
-    @classmethod
-    def tiny(cls, **changes) -> "A2CSettings":
-        """CPU-sized defaults for the tiny model (a minute on 2 cores); why each differs: benchmarks/RESULTS.md
-        (whitening blows up the critic's small errors; KL holds the policy near SFT's format)."""
-        return cls(**{**dict(lr=1e-4, kl_coef=0.1, normalize_advantages=False), **changes})
+    def __post_init__(self):
+        self.check()
 
-    @classmethod
-    def paper(cls, **changes) -> "A2CSettings":
-        """Defaults for SmolVLM-Instruct with 4-bit QLoRA on a GPU."""
-        base = dict(steps=500, batch_size=4, lr=1e-5, value_lr=1e-4, max_new_tokens=64, top_p=0.9,
-                    kl_coef=0.05, entropy_coef=0.001, checkpoint_every=50, keep_checkpoints=3)
-        return cls(**{**base, **changes})
-
-    def replace(self, **changes) -> "A2CSettings":
-        return dataclasses.replace(self, **changes)
+    def check(self) -> None:
+        """A clear ``ValueError`` naming the field when these settings cannot run (so that a misconfigured
+        run stops at once, not after ``max_failures`` skipped steps)."""
+        check_lr_schedule(self.lr_schedule)
+        if self.reward_mode not in REWARD_MODES:
+            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, not {self.reward_mode!r}")
+        if self.prefix_every not in PREFIX_EVERY:
+            raise ValueError(f"prefix_every must be one of {PREFIX_EVERY}, not {self.prefix_every!r}")
+        if self.single_pass and (self.critic_detach or self.critic_warmup > 0):
+            raise ValueError("critic_detach and critic_warmup need single_pass=False")
+        for name in ("steps", "batch_size", "samples_per_clip", "max_new_tokens", "max_failures", "value_hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        for name in ("top_k", "critic_warmup", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, not {getattr(self, name)!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], not {self.top_p!r}")
+        if not 0 <= self.discount <= 1:
+            raise ValueError(f"discount must be in [0, 1], not {self.discount!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,7 +288,7 @@ class ValueHead(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, folder / VALUE_HEAD_WEIGHTS)
-        (folder / VALUE_HEAD_CONFIG).write_text(json.dumps({"hidden": self.hidden, "width": self.width}))
+        write_json(folder / VALUE_HEAD_CONFIG, {"hidden": self.hidden, "width": self.width})
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "ValueHead":
@@ -565,91 +587,95 @@ class A2CTrainer:
       ``evaluate(completions, **batch) -> RewardResult``).
     - ``reference_adapter``: name of a frozen peft adapter holding the SFT policy for the KL term
       (None: the base model with adapters disabled).
+    - ``settings``: the :class:`A2CSettings` (kept as ``trainer.settings``), checked here, before any step.
+    - ``progress`` / ``report``: :meth:`train`'s defaults (a tqdm bar; where each step is reported).
     """
 
     def __init__(self, model: nn.Module, items: Sequence[Mapping], make_inputs: Callable[[Sequence[Mapping]], Mapping],
-                 decode: Callable[[list[int]], str], reward, cfg: A2CSettings | None = None, *,
+                 decode: Callable[[list[int]], str], reward, settings: A2CSettings | None = None, *,
                  eos_ids: Sequence[int], pad_id: int, value_head: ValueHead | None = None,
-                 run_dir: str | Path | None = None, reference_adapter: str | None = None):
+                 run_dir: str | Path | None = None, reference_adapter: str | None = None, progress: bool = True,
+                 report: Report | None = None):
+        self.settings = settings or A2CSettings()
+        if not isinstance(self.settings, A2CSettings):
+            raise TypeError(f"settings must be an A2CSettings, not {type(self.settings).__name__}")
+        self.settings.check()  # a misconfigured run stops here, not after max_failures skipped steps
         # a Sequence (a list, or items streamed from disk) is indexed as it is; anything else is listed once
         self.items = items if isinstance(items, Sequence) else list(items)
-        self.model, self.make_inputs, self.decode = model, make_inputs, decode
-        self.reward, self.cfg = reward, cfg or A2CSettings()
+        self.model, self.make_inputs, self.decode, self.reward = model, make_inputs, decode, reward
         self.eos_ids, self.pad_id = list(eos_ids), pad_id
+        self.progress, self.report = progress, report
         self.device = model_device(model)
         with torch.random.fork_rng():  # a fresh head's first layer is random: seeded, so runs repeat
-            torch.manual_seed(self.cfg.seed)
-            self.value_head = (value_head or ValueHead(hidden_size(model), self.cfg.value_hidden)).to(self.device)
+            torch.manual_seed(self.settings.seed)
+            self.value_head = (value_head or ValueHead(hidden_size(model), self.settings.value_hidden)).to(self.device)
         self.run_dir, self.reference_adapter = Path(run_dir) if run_dir else None, reference_adapter
-        check_lr_schedule(self.cfg.lr_schedule)
         zero_dropout(model)
         keep_4bit_trainable(model)
         self.policy_params = trainable_parameters(model)
         self.optimizer = torch.optim.AdamW([
-            dict(params=self.policy_params, lr=self.cfg.lr),
-            dict(params=list(self.value_head.parameters()), lr=self.cfg.value_lr),
-        ], weight_decay=self.cfg.weight_decay)
+            dict(params=self.policy_params, lr=self.settings.lr),
+            dict(params=list(self.value_head.parameters()), lr=self.settings.value_lr),
+        ], weight_decay=self.settings.weight_decay)
         self.step_count, self.failures, self.log = 0, 0, []
 
     # -- one step ------------------------------------------------------------------------------
     def batch(self, step: int | None = None) -> list[Mapping]:
         """The items of step ``step``: ``batch_size / samples_per_clip`` clips, each repeated."""
         step = self.step_count if step is None else step
-        repeat = max(1, self.cfg.samples_per_clip)
-        clips = max(1, self.cfg.batch_size // repeat)
-        return [self.items[i] for i in batch_indices(len(self.items), clips, step, self.cfg.seed) for _ in range(repeat)]
+        repeat = max(1, self.settings.samples_per_clip)
+        clips = max(1, self.settings.batch_size // repeat)
+        return [self.items[i] for i in batch_indices(len(self.items), clips, step, self.settings.seed) for _ in range(repeat)]
 
     def generator(self, step: int) -> torch.Generator:
-        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
+        return torch.Generator().manual_seed(self.settings.seed * 1_000_003 + step)
 
     def token_rewards(self, roll: Rollout, columns: Mapping) -> tuple[torch.Tensor, dict]:
         """Per-token rewards ``(B, T)`` (terminal or incremental) and the log of the final texts' rewards."""
-        r, result = per_token_rewards(self.reward, roll.tokens, roll.mask, self.decode, columns, self.cfg.reward_mode,
-                                      self.cfg.prefix_every)
+        r, result = per_token_rewards(self.reward, roll.tokens, roll.mask, self.decode, columns, self.settings.reward_mode,
+                                      self.settings.prefix_every)
         return torch.tensor(r, dtype=torch.float32, device=self.device), result.summary()
 
     def step(self) -> dict:
         """One A2C update on the next batch; never raises for a bad batch (see the module docstring)."""
-        cfg, step = self.cfg, self.step_count
+        s, step = self.settings, self.step_count
         t0 = time.perf_counter()
-        row: dict = {"step": step + 1, "lr": cfg.lr * (max(0.0, 1 - step / cfg.steps) if cfg.lr_schedule == "linear" else 1.0)}
+        row: dict = {"step": step + 1, "lr": s.lr * (max(0.0, 1 - step / s.steps) if s.lr_schedule == "linear" else 1.0)}
         self.optimizer.param_groups[0]["lr"] = row["lr"]  # the LoRA lr: a function of the step, so a resumed run follows it
         try:
             items = self.batch(step)
             columns = reward_columns(items)
             inputs = self.make_inputs(items)
             self.model.eval()
-            roll = rollout(self.model, self.value_head, inputs, max_new_tokens=cfg.max_new_tokens,
-                           eos_ids=self.eos_ids, pad_id=self.pad_id, temperature=cfg.temperature, top_p=cfg.top_p,
-                           top_k=cfg.top_k, generator=self.generator(step), with_grad=cfg.single_pass)
+            roll = rollout(self.model, self.value_head, inputs, max_new_tokens=s.max_new_tokens,
+                           eos_ids=self.eos_ids, pad_id=self.pad_id, temperature=s.temperature, top_p=s.top_p,
+                           top_k=s.top_k, generator=self.generator(step), with_grad=s.single_pass)
             rewards, info = self.token_rewards(roll, columns)
             row.update(info)
             mask = roll.mask.float()
-            warmup = step < cfg.critic_warmup  # the critic alone learns: no policy loss, body detached
-            if cfg.single_pass:
+            warmup = step < s.critic_warmup  # the critic alone learns: no policy loss, body detached
+            if s.single_pass:  # (critic_detach and critic_warmup need two passes: A2CSettings.check)
                 logp, entropy, values, logp_full = roll.logprobs, roll.entropy, roll.values, roll.logprobs_full
-                if cfg.critic_detach or warmup:
-                    raise ValueError("critic_detach and critic_warmup need single_pass=False")
             else:
                 self.model.train()
                 logp, entropy, values, logp_full = score_tokens(
-                    self.model, self.value_head, roll.prompt, roll.tokens, roll.mask, cfg.temperature,
-                    cfg.critic_detach or warmup, cfg.top_k, cfg.top_p)
-            returns = discounted_returns(rewards, mask, cfg.discount)
-            adv = advantages(returns, values, mask, cfg.normalize_advantages)
+                    self.model, self.value_head, roll.prompt, roll.tokens, roll.mask, s.temperature,
+                    s.critic_detach or warmup, s.top_k, s.top_p)
+            returns = discounted_returns(rewards, mask, s.discount)
+            adv = advantages(returns, values, mask, s.normalize_advantages)
             policy_loss = -masked_mean(adv * logp, mask)
             value_loss = masked_mean((values - returns) ** 2, mask)
             entropy_mean = masked_mean(entropy, mask)
-            loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy_mean
+            loss = policy_loss + s.value_coef * value_loss - s.entropy_coef * entropy_mean
             kl = torch.zeros((), device=self.device)
             if warmup:
-                loss = cfg.value_coef * value_loss
-            elif cfg.kl_coef > 0:
+                loss = s.value_coef * value_loss
+            elif s.kl_coef > 0:
                 with torch.no_grad(), reference_policy(self.model, self.reference_adapter):
-                    ref_logp = score_tokens(self.model, None, roll.prompt, roll.tokens, roll.mask, cfg.temperature).logp
+                    ref_logp = score_tokens(self.model, None, roll.prompt, roll.tokens, roll.mask, s.temperature).logp
                 delta = ref_logp - logp_full  # both uncut: KL(π ‖ π_ref) is 0 at the start
                 kl = masked_mean(delta.exp() - delta - 1, mask)
-                loss = loss + cfg.kl_coef * kl
+                loss = loss + s.kl_coef * kl
             row["logp_gap"] = masked_mean((logp.detach() - roll.logprobs).abs(), mask).item()  # 0 when on-policy
             row.update(policy_loss=policy_loss.item(), value_loss=value_loss.item(), entropy=entropy_mean.item(),
                        kl=kl.item(), loss=loss.item(), value=masked_mean(values.detach(), mask).item(),
@@ -660,8 +686,8 @@ class A2CTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             # Clipped separately: a large critic gradient must not shrink the policy's step.
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.policy_params, cfg.max_grad_norm)
-            value_grad_norm = torch.nn.utils.clip_grad_norm_(list(self.value_head.parameters()), cfg.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.policy_params, s.max_grad_norm)
+            value_grad_norm = torch.nn.utils.clip_grad_norm_(list(self.value_head.parameters()), s.max_grad_norm)
             if not (torch.isfinite(grad_norm) and torch.isfinite(value_grad_norm)):
                 raise FloatingPointError(f"non-finite gradient norm {grad_norm.item()} / {value_grad_norm.item()}")
             self.optimizer.step()
@@ -673,7 +699,7 @@ class A2CTrainer:
             self.failures += 1
             row.update(skipped=True, error=f"{type(err).__name__}: {err}"[:500])
             row["traceback"] = traceback.format_exc()[-3000:]
-            if self.failures >= cfg.max_failures:
+            if self.failures >= s.max_failures:
                 self._append(row)
                 raise RuntimeError(f"{self.failures} consecutive A2C steps failed; last: {row['error']}") from err
         finally:
@@ -694,20 +720,22 @@ class A2CTrainer:
                 f.writelines(json.dumps({k: v for k, v in row.items() if k != "traceback"}) + "\n" for row in rows)
 
     # -- the loop --------------------------------------------------------------------------------
-    def train(self, steps: int | None = None, progress: bool = True,
+    def train(self, steps: int | None = None, progress: bool | None = None,
               callback: Callable[["A2CTrainer", dict], None] | None = None,
               report: Report | None = None) -> pd.DataFrame:
-        """Run until ``steps`` (default ``cfg.steps``) steps in total have been taken; returns the log.
-        ``report``: where each step's :func:`tracked_metrics` go (default: ``$DRIVEKIT_REPORT_TO``, run ``A2C``)."""
+        """Run until ``steps`` (default ``settings.steps``) steps in total have been taken; returns the log.
+        ``progress``: a tqdm bar (default: the trainer's ``progress``); ``report``: where each step's
+        :func:`tracked_metrics` go (default: the trainer's, else ``$DRIVEKIT_REPORT_TO``, run ``A2C``)."""
         from tqdm.auto import tqdm
 
-        total = self.cfg.steps if steps is None else steps
-        report = report or Report()
-        config = dict(asdict(self.cfg), reward_weights=dict(getattr(self.reward, "weights", {})))
+        total = self.settings.steps if steps is None else steps
+        progress = self.progress if progress is None else progress
+        report = report or self.report or Report()
+        config = dict(asdict(self.settings), reward_weights=dict(getattr(self.reward, "weights", {})))
         tracker = Tracker(report, report.run_name("A2C"), config, resume=self.step_count > 0)
         names = reward_names(self.reward) if tracker.active else {}
-        repeat = max(1, self.cfg.samples_per_clip)
-        samples = max(1, self.cfg.batch_size // repeat) * repeat  # completions a step (see batch)
+        repeat = max(1, self.settings.samples_per_clip)
+        samples = max(1, self.settings.batch_size // repeat) * repeat  # completions a step (see batch)
         bar = tqdm(total=total, initial=min(self.step_count, total), desc="A2C", disable=not progress,
                    mininterval=1.0)
         try:
@@ -721,7 +749,7 @@ class A2CTrainer:
                     bar.set_postfix(R=f"{row['reward']:.3f}", V=f"{row['value_loss']:.3f}", refresh=False)
                 if callback:
                     callback(self, row)
-                every = self.cfg.checkpoint_every
+                every = self.settings.checkpoint_every
                 if self.run_dir and every and self.step_count % every == 0:
                     self.save_checkpoint()
         finally:
@@ -746,22 +774,31 @@ class A2CTrainer:
         return folder
 
     def save_checkpoint(self) -> Path:
+        """``checkpoint-<step>/``: the adapter and value head, then the trainer state (:data:`TRAINER_STATE`:
+        step, optimizer, failures, settings, log; plain tensors, numbers, strings, lists and dicts, so
+        that it loads with ``weights_only=True``), written atomically and last: the folder counts once
+        that file is there (:func:`drivekit.algorithms.checkpoints.latest`)."""
         folder = checkpoints.folder(self.run_dir, self.step_count)
         self.save_policy(folder)
-        torch.save({"step": self.step_count, "optimizer": self.optimizer.state_dict(), "failures": self.failures,
-                    "config": asdict(self.cfg), "log": self.log}, folder / TRAINER_STATE)
-        checkpoints.prune(self.run_dir, self.cfg.keep_checkpoints)
+        checkpoints.write_state({"step": self.step_count, "optimizer": self.optimizer.state_dict(),
+                                 "failures": self.failures, "settings": asdict(self.settings), "log": self.log},
+                                folder / TRAINER_STATE)
+        checkpoints.prune(self.run_dir, self.settings.keep_checkpoints)
         return folder
 
     def latest_checkpoint(self) -> Path | None:
         return checkpoints.latest(self.run_dir, TRAINER_STATE)
 
     def load_checkpoint(self, folder: str | Path) -> None:
-        """Adapter weights, value head, optimizer, step and log from ``folder``."""
+        """Adapter weights, value head, optimizer, step and log from ``folder``. Refused, with the file
+        named, when its trainer state is unreadable (:class:`drivekit.core.files.Unfinished`) or was
+        written with other settings than this trainer's (``ValueError``)."""
         folder = Path(folder)
+        path = folder / TRAINER_STATE
+        state = checkpoints.read_state(path, ("step", "optimizer", "failures", "settings", "log"))
+        checkpoints.check_settings(path, state["settings"], asdict(self.settings))
         load_adapter_weights(self.model, folder)
         self.value_head.load_state_dict(ValueHead.load(folder, self.device).state_dict())
-        state = torch.load(folder / TRAINER_STATE, weights_only=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.step_count, self.failures, self.log = state["step"], state["failures"], list(state["log"])
         self._write_log(self.log, "w")  # the log file follows the checkpoint

@@ -2,18 +2,22 @@
 
 Shared by the training loops (A2C, SFT): which checkpoints a run directory holds, the latest
 complete one (a folder counts once its trainer-state file is written, so a run killed while
-saving resumes from the one before), writing that file in one piece, pruning all but the newest
-few, and releasing old ones (their trainer state goes, their adapter stays).
+saving resumes from the one before), writing that file atomically (a temporary file renamed over
+it: :func:`drivekit.core.files.write_atomic`) and reading it back with ``weights_only=True`` (plain
+tensors, numbers, strings, lists and dicts only) and the file named when it cannot be read
+(:class:`drivekit.core.files.Unfinished`), refusing a resume whose settings differ from the state's,
+pruning all but the newest few, and releasing old ones (their trainer state goes, their adapter stays).
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
+
+from drivekit.core.files import Unfinished, write_atomic
 
 CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 
@@ -39,13 +43,42 @@ def latest(run_dir: str | Path | None, state_file: str) -> Path | None:
 
 
 def write_state(state: dict, path: str | Path) -> Path:
-    """``torch.save`` through a temporary file renamed at the end: a run killed while saving leaves no
-    half-written trainer state, so its checkpoint does not count."""
+    """``torch.save(state)`` to ``path`` atomically (:func:`drivekit.core.files.write_atomic`): a run killed
+    while saving leaves no half-written trainer state, so its checkpoint does not count. ``state`` holds
+    plain data only (tensors, numbers, strings, None, lists, tuples, dicts), which :func:`read_state`
+    loads with ``weights_only=True``."""
+    return write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+
+def read_state(path: str | Path, required: tuple[str, ...] = ()) -> dict:
+    """The trainer state at ``path`` (``torch.load(..., weights_only=True)`` on the CPU), holding every key
+    in ``required``; :class:`drivekit.core.files.Unfinished` naming the file when it is missing,
+    truncated or not a state."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    if not path.is_file():
+        raise Unfinished(path, "missing")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated zip, a foreign pickle: torch's messages do not name the file
+        raise Unfinished(path, f"unreadable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    if not isinstance(state, dict):
+        raise Unfinished(path, f"expected a dict, found {type(state).__name__}")
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise Unfinished(path, f"no {', '.join(missing)}")
+    return state
+
+
+def check_settings(path: str | Path, then: Mapping, now: Mapping) -> None:
+    """A ``ValueError`` naming ``path`` and the first field where the settings a state was written with
+    (``then``) differ from the resuming run's (``now``)."""
+    for key, value in now.items():
+        if then.get(key) != value:
+            raise ValueError(f"{path}: written with {key}={then.get(key)!r}, this run has {value!r}; resume with the "
+                             f"same settings, or train afresh (without resuming)")
+    extra = sorted(set(then) - set(now))
+    if extra:
+        raise ValueError(f"{path}: written with settings this run does not have: {extra}; train afresh")
 
 
 def prune(run_dir: str | Path, keep: int) -> None:

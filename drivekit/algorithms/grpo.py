@@ -29,7 +29,6 @@ only configures trl for the same model, prompts, rewards and sample budget:
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -40,14 +39,19 @@ import torch
 
 from drivekit.models import prompts
 from drivekit.core.config import check_lr_schedule
+from drivekit.core.settings import Settings
 from drivekit.core.tracking import Report, guard_callbacks, point_trackio
 from drivekit.rewards.weighted_reward import WeightedReward
 
 
 @dataclass(frozen=True)
-class GRPOSettings:
+class GRPOSettings(Settings):
     """A GRPO run (plain data). One optimiser step samples ``clips_per_step × num_generations``
-    completions: 2 × 4 = 8, A2C's batch of 8."""
+    completions: 2 × 4 = 8, A2C's batch of 8. ``GRPOSettings.tiny()`` / ``.paper()`` give the profiles'
+    defaults (``config.profile_defaults(GRPOSettings, cfg)``): the tiny profile's are the field defaults
+    (A2C's tiny sample budget, 8 completions a step); the paper profile's (``PROFILES``) put SmolVLM with
+    4-bit QLoRA on a GPU at A2C's paper budget, learning rate and KL (``A2CSettings``' paper profile): 4
+    completions of at most 64 tokens a step, one clip's group."""
 
     steps: int = 60
     clips_per_step: int = 2
@@ -67,22 +71,8 @@ class GRPOSettings:
 
     # Fields stored under an older name in earlier runs' summaries (read by the experiment's reuse check).
     RENAMED: ClassVar[dict[str, str]] = {"beta": "kl_coef"}
-
-    @classmethod
-    def tiny(cls, **changes) -> "GRPOSettings":
-        """CPU-sized defaults for the tiny model: A2C's tiny sample budget (8 completions a step)."""
-        return cls(**changes)
-
-    @classmethod
-    def paper(cls, **changes) -> "GRPOSettings":
-        """SmolVLM with 4-bit QLoRA on a GPU, at A2C's paper budget, learning rate and KL
-        (``A2CSettings.paper``): 4 completions of at most 64 tokens a step, one clip's group."""
-        base = dict(steps=500, clips_per_step=1, num_generations=4, lr=1e-5, kl_coef=0.05, top_p=0.9,
-                    max_completion_length=64)
-        return cls(**{**base, **changes})
-
-    def replace(self, **changes) -> "GRPOSettings":
-        return dataclasses.replace(self, **changes)
+    PROFILES: ClassVar[dict] = {"paper": dict(steps=500, clips_per_step=1, num_generations=4, lr=1e-5, kl_coef=0.05,
+                                              top_p=0.9, max_completion_length=64)}
 
 
 def dataset(items: Sequence[Mapping], instruction: str | None = None):

@@ -28,6 +28,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,7 @@ from torch.utils.data import DataLoader, Subset
 from transformers import get_scheduler
 
 from drivekit.algorithms import checkpoints
+from drivekit.core.settings import Settings
 from drivekit.models import prompts
 from drivekit.evaluation.reports import prediction_row
 from drivekit.text.formats import target_text
@@ -51,9 +53,15 @@ TARGETS = ("plain", "json")
 
 
 @dataclass(frozen=True)
-class SFTSettings:
+class SFTSettings(Settings):
     """Training and evaluation settings (plain data); ``SFTSettings.tiny()`` / ``.paper()`` give the
-    profiles' defaults (``config.profile_defaults(SFTSettings, cfg)``)."""
+    profiles' defaults (``config.profile_defaults(SFTSettings, cfg)``), written in ``PROFILES``:
+
+    - ``paper``: the paper's 6 epochs, batch 4, gradient accumulation 4, lr 1e-4 with a linear schedule,
+      gradient checkpointing; LoRA as in the SmolVLM fine-tuning recipe, on the text decoder only
+      (benchmarks/RESULTS.md, "The paper profile at its real size");
+    - ``tiny``: CPU-sized, a couple of minutes on 2 cores.
+    """
 
     epochs: float
     batch_size: int  # per device
@@ -72,25 +80,17 @@ class SFTSettings:
     target: str = "plain"  # plain: "Action: ...; Reason: ..." (Stage 2) | json: the Stage-3 object
     seed: int = 0
 
+    PROFILES: ClassVar[dict] = {
+        "paper": dict(epochs=6, batch_size=4, grad_accum=4, lr=1e-4,
+                      lora=LoraSettings(r=8, alpha=8, dropout=0.1, vision=False), gradient_checkpointing=True,
+                      eval_every=10, schedule="linear", eval_batch_size=8),
+        "tiny": dict(epochs=12, batch_size=8, grad_accum=1, lr=2e-3, lora=LoraSettings(r=16, alpha=32, dropout=0.05),
+                     gradient_checkpointing=False, eval_every=32),
+    }
+
     def __post_init__(self):
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {self.target!r}")
-
-    @classmethod
-    def paper(cls, **changes) -> "SFTSettings":
-        """The paper: 6 epochs, batch 4, gradient accumulation 4, lr 1e-4 with a schedule, gradient
-        checkpointing; LoRA as in the SmolVLM fine-tuning recipe, on the text decoder only
-        (benchmarks/RESULTS.md, "The paper profile at its real size")."""
-        base = dict(epochs=6, batch_size=4, grad_accum=4, lr=1e-4,
-                    lora=LoraSettings(r=8, alpha=8, dropout=0.1, vision=False), gradient_checkpointing=True, eval_every=10, schedule="linear", eval_batch_size=8)
-        return cls(**{**base, **changes})
-
-    @classmethod
-    def tiny(cls, **changes) -> "SFTSettings":
-        """CPU-sized: a couple of minutes on 2 cores."""
-        base = dict(epochs=12, batch_size=8, grad_accum=1, lr=2e-3, lora=LoraSettings(r=16, alpha=32, dropout=0.05),
-                    gradient_checkpointing=False, eval_every=32)
-        return cls(**{**base, **changes})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +169,7 @@ def save_checkpoint(out: Path, accelerator: Accelerator, model, optimizer, sched
     folder.mkdir(parents=True, exist_ok=True)
     device = accelerator.device
     rng = dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
-    torch.save(rng, folder / RNG_STATE.format(accelerator.process_index))
+    checkpoints.write_state(rng, folder / RNG_STATE.format(accelerator.process_index))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state = dict(step=at.step, batches=at.batches, order=at.order, rows=at.rows, best=at.best,
@@ -182,9 +182,11 @@ def save_checkpoint(out: Path, accelerator: Accelerator, model, optimizer, sched
 
 def load_checkpoint(folder: Path, accelerator: Accelerator, model, optimizer, scheduler, settings: SFTSettings,
                     n_batches: int) -> Position:
-    """Restore what :func:`save_checkpoint` wrote; raises when the run differs in settings, data size or processes."""
+    """Restore what :func:`save_checkpoint` wrote; raises, naming the file, when the run differs in settings,
+    data size or processes (``ValueError``) or a state cannot be read (:class:`drivekit.core.files.Unfinished`)."""
     path = folder / TRAINER_STATE
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = checkpoints.read_state(path, ("step", "batches", "order", "rows", "best", "optimizer", "scheduler",
+                                          "settings", "n_batches", "processes"))
     now = dict(asdict(settings), n_batches=n_batches, processes=accelerator.num_processes)
     then = dict(state["settings"], n_batches=state["n_batches"], processes=state["processes"])
     for key, value in now.items():
@@ -194,7 +196,7 @@ def load_checkpoint(folder: Path, accelerator: Accelerator, model, optimizer, sc
     set_peft_model_state_dict(accelerator.unwrap_model(model), load_peft_weights(str(folder), device="cpu"))
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    rng = torch.load(folder / RNG_STATE.format(accelerator.process_index), map_location="cpu", weights_only=True)
+    rng = checkpoints.read_state(folder / RNG_STATE.format(accelerator.process_index), ("torch", "cuda"))
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] is not None:
         torch.cuda.set_rng_state(rng["cuda"], accelerator.device)

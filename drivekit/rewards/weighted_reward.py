@@ -4,7 +4,7 @@ The sum is built once, trl-style, from named terms ``{name: (weight, reward call
 handed unchanged to drivekit's A2C (:mod:`drivekit.algorithms.a2c`, which calls :meth:`WeightedReward.evaluate`)
 and to trl's GRPO (:mod:`drivekit.algorithms.grpo`, which passes the callables as ``reward_funcs`` and the
 weights as ``reward_weights``). The weights are not any algorithm's settings: they live in
-:class:`RewardSettings`, each profile's in ``.tiny()`` / ``.paper()``.
+:class:`RewardSettings`, each profile's in ``.tiny()`` / ``.paper()`` (its ``PROFILES``).
 
 - R1 (:mod:`drivekit.rewards.clip_reward`): CLIP semantic alignment of the text with the clip.
 - R2 (:mod:`drivekit.rewards.action_reward`): the action-reasoning reward, by variant name.
@@ -20,12 +20,13 @@ asked about them), and a non-finite score (NaN, inf) is replaced by 0 and counte
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
+from drivekit.core.settings import Settings
 from drivekit.rewards.action_reward import RewardFn, action_reward
 from drivekit.text.formats import completion_text, target_text
 from drivekit.text.json_output import load_object, parse_json
@@ -155,12 +156,15 @@ class OnJson:
 # Settings and the one builder
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class RewardSettings:
+class RewardSettings(Settings):
     """The reward's weights and R2 variant (plain data): R = r1_weight·R1 + r2_weight·R2 + r3_weight·R3.
 
     ``r2=None`` leaves R2 out (Stage 1: R1 alone). R1 is in the sum when a CLIP reward is given to
     :func:`make_reward`; R3 only for JSON outputs. ``RewardSettings.tiny()`` / ``.paper()`` are the
-    profiles' defaults for the action stage (``config.profile_defaults(RewardSettings, cfg)``).
+    profiles' defaults for the action stage (``config.profile_defaults(RewardSettings, cfg)``): the tiny
+    profile keeps the label-grounded R2 (parsed labels' F1; the thresholded BLEU without KL drifts from
+    SFT's format on the tiny model, benchmarks/RESULTS.md, "A2C"), the paper profile the proposal's R2,
+    BLEU-4 thresholded at 0.5.
     """
 
     r1_weight: float = 1.0
@@ -168,19 +172,7 @@ class RewardSettings:
     r3_weight: float = 1.0
     r2: str | None = "label_f1"
 
-    @classmethod
-    def tiny(cls, **changes) -> "RewardSettings":
-        """The label-grounded R2 (parsed labels' F1): the thresholded BLEU without KL drifts from SFT's
-        format on the tiny model (benchmarks/RESULTS.md, "A2C")."""
-        return cls(**changes)
-
-    @classmethod
-    def paper(cls, **changes) -> "RewardSettings":
-        """The proposal's R2: BLEU-4 thresholded at 0.5."""
-        return cls(**{"r2": "bleu", **changes})
-
-    def replace(self, **changes) -> "RewardSettings":
-        return dataclasses.replace(self, **changes)
+    PROFILES: ClassVar[dict] = {"paper": dict(r2="bleu")}
 
 
 def make_reward(settings: RewardSettings = RewardSettings(), clip_reward: RewardFn | None = None,

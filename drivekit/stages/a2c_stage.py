@@ -4,10 +4,15 @@ Starting from the SFT adapter (:mod:`drivekit.stages.sft_stage`), A2C (:mod:`dri
 the toy train subset with R = w1·R1 + w2·R2 (:mod:`drivekit.rewards.weighted_reward`; R1 alone for
 Stage 1), then answers the toy test split greedily. The run directory (:class:`A2CArtifacts`,
 ``<runs>/a2c``) holds ``policy/`` (adapter + value head), ``log.csv``, ``predictions.jsonl`` and
-``summary.json``.
+``summary.json`` (written last, atomically; it records the settings, so that :func:`ensure` reuses
+only a finished run of the settings asked for).
 :class:`ShortRuns` is the training panel's backend: short runs from one start adapter, each scored on
-a fixed probe of validation clips before and after. :func:`train`
-is the interface the experiment harness shares with :mod:`drivekit.stages.grpo_stage`.
+a fixed probe of validation clips before and after.
+
+Symmetric with :mod:`drivekit.stages.grpo_stage`: the same functions with the same arguments and
+results: ``load_policy`` (a :class:`drivekit.stages.runs.Policy`), ``build_trainer``, ``train`` (the
+experiment harness's interface, a :class:`drivekit.stages.runs.Trained`), ``artifacts``, ``run`` and
+``ensure``; the algorithm's settings are always the argument ``settings``.
 
 Every default follows the profile (``config.profile_defaults``): the A2C settings
 (``A2CSettings.tiny()`` or ``.paper()``), the reward (``RewardSettings``), gradient checkpointing
@@ -16,10 +21,10 @@ in eval mode, where transformers keeps the KV cache on under gradient checkpoint
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +35,7 @@ from drivekit.stages import runs
 from drivekit.algorithms.a2c import A2CSettings, A2CTrainer, generate
 from drivekit.rewards.clip_reward import ClipReward
 from drivekit.core.config import Config, load, profile_defaults
+from drivekit.core.files import write_json
 from drivekit.evaluation.reports import compare, prediction_row, score, write_predictions
 from drivekit.models.vlm import load_adapter_weights, load_vlm
 from drivekit.algorithms.sft import SFTSettings
@@ -45,8 +51,8 @@ CURVE_COLUMNS = ("reward", "value_loss", "policy_loss", "entropy", "kl")
 # ---------------------------------------------------------------------------------------------
 # Policy, reward, trainer
 # ---------------------------------------------------------------------------------------------
-def load_policy(cfg: Config, start: str | Path = "sft", device=None, sft: SFTSettings | None = None):
-    """``(model, processor, reference_adapter)``: the VLM with a trainable LoRA adapter.
+def load_policy(cfg: Config, start: str | Path = "sft", device=None, sft: SFTSettings | None = None) -> runs.Policy:
+    """``Policy(model, processor, reference_adapter)``: the VLM with a trainable LoRA adapter.
 
     ``start="sft"``: the SFT adapter of notebook 02 (``drivekit.stages.sft_stage.ensure`` trains it when
     missing), trained further; a frozen copy of it is loaded as adapter ``"reference"`` (π_ref for
@@ -59,24 +65,26 @@ def load_policy(cfg: Config, start: str | Path = "sft", device=None, sft: SFTSet
     memory = dict(gradient_checkpointing=sft.gradient_checkpointing, device=device)
     if str(start) == "base":
         model, processor = load_vlm(cfg, lora=sft.lora, seed=sft.seed, **memory)
-        return model, processor, None
+        return runs.Policy(model, processor, None)
     adapter = ensure_sft(cfg).best if str(start) == "sft" else Path(start)
     model, processor = load_vlm(cfg, adapter=adapter, trainable=True, **memory)
     active = model.active_adapter
     model.load_adapter(str(adapter), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
     model.set_adapter(active)
-    return model, processor, REFERENCE_ADAPTER
+    return runs.Policy(model, processor, REFERENCE_ADAPTER)
 
 
-def build_trainer(cfg: Config, items: Sequence[Mapping], reward, a2c: A2CSettings | None = None, *, policy=None,
-                  start: str | Path = "sft", run_dir: str | Path | None = None,
-                  instruction: str | None = None) -> A2CTrainer:
+def build_trainer(cfg: Config, items: Sequence[Mapping], reward, settings: A2CSettings | None = None, *,
+                  policy=None, start: str | Path = "sft", run_dir: str | Path | None = None,
+                  instruction: str | None = None, progress: bool = True, report: Report | None = None) -> A2CTrainer:
     """An :class:`A2CTrainer` on images-only prompts (``drivekit.models.prompts``) for ``items``.
 
     ``reward`` is a :class:`drivekit.rewards.weighted_reward.WeightedReward`; ``policy`` is a ``load_policy``
-    result to reuse (else one is loaded from ``start``); ``a2c`` defaults to the profile's
-    ``A2CSettings``. The processor is kept as ``trainer.processor``, the profile's prediction batch
-    size as ``trainer.eval_batch_size``.
+    result to reuse (else one is loaded from ``start``); ``settings`` default to the profile's
+    ``A2CSettings``; checkpoints and ``log.jsonl`` go under ``run_dir`` (default: none);
+    ``progress=False`` drops the progress bar; ``report``: where training reports (default
+    ``$DRIVEKIT_REPORT_TO``). The processor is kept as ``trainer.processor``, the profile's prediction
+    batch size as ``trainer.eval_batch_size``.
     """
     model, processor, reference = policy or load_policy(cfg, start)
     tokenizer = processor.tokenizer
@@ -87,9 +95,9 @@ def build_trainer(cfg: Config, items: Sequence[Mapping], reward, a2c: A2CSetting
     def decode(ids):
         return tokenizer.decode(ids, skip_special_tokens=True)
 
-    trainer = A2CTrainer(model, items, make_inputs, decode, reward, a2c or profile_defaults(A2CSettings, cfg),
+    trainer = A2CTrainer(model, items, make_inputs, decode, reward, settings or profile_defaults(A2CSettings, cfg),
                          eos_ids=[prompts.end_of_utterance_id(processor)], pad_id=tokenizer.pad_token_id,
-                         run_dir=run_dir, reference_adapter=reference)
+                         run_dir=run_dir, reference_adapter=reference, progress=progress, report=report)
     trainer.processor = processor
     trainer.eval_batch_size = profile_defaults(SFTSettings, cfg).eval_batch_size
     return trainer
@@ -101,8 +109,8 @@ def answers(trainer: A2CTrainer, items: Sequence[Mapping], batch_size: int | Non
     batches of ``batch_size`` clips (default: the profile's, ``trainer.eval_batch_size``)."""
     return generate(trainer.model, items, trainer.make_inputs, trainer.decode, eos_ids=trainer.eos_ids,
                     pad_id=trainer.pad_id, max_new_tokens=max_new_tokens,
-                    batch_size=batch_size or trainer.eval_batch_size, top_p=trainer.cfg.top_p,
-                    seed=trainer.cfg.seed * 1_000_003 + 10**9, progress=progress)
+                    batch_size=batch_size or trainer.eval_batch_size, top_p=trainer.settings.top_p,
+                    seed=trainer.settings.seed * 1_000_003 + 10**9, progress=progress)
 
 
 def predictions(trainer: A2CTrainer, items: Sequence[Mapping], batch_size: int | None = None,
@@ -161,11 +169,11 @@ class Estimate:
 class ShortRuns:
     """Short A2C runs, each from the same start adapter (the training panel's backend).
 
-    ``ShortRuns(cfg, policy, items, reward, probe)(weights={"r1": w1, ...}, lr=, steps=, **changes)`` restores
+    ``ShortRuns(cfg, policy, items, reward, probe, settings)(weights={"r1": w1, ...}, lr=, steps=, **changes)`` restores
     the start adapter (``start``: a saved adapter folder; default: the adapter as it is when the
     ShortRuns is made), sets the reward's term weights (:meth:`WeightedReward.set_weight`), trains
     ``steps`` steps on ``items`` with a fresh value head (``changes``: other ``A2CSettings`` fields, e.g.
-    ``discount``, over ``a2c``), and answers the ``probe`` clips greedily before (once: always the same
+    ``discount``, over ``settings``, default the profile's ``A2CSettings``), and answers the ``probe`` clips greedily before (once: always the same
     start) and after. Returns a :class:`ShortRun`; :meth:`estimate` says how long a run will take.
 
     ``probe``: clips the runs never train on, e.g. validation clips the start adapter gets partly wrong
@@ -176,11 +184,11 @@ class ShortRuns:
     """
 
     def __init__(self, cfg: Config, policy, items: Sequence[Mapping], reward, probe: Sequence[Mapping],
-                 a2c: A2CSettings | None = None, start: str | Path | None = None, target: str | None = None,
+                 settings: A2CSettings | None = None, start: str | Path | None = None, target: str | None = None,
                  progress: bool = True, seconds_per_step: float | None = None,
                  timing: str = "seconds per step as timed before"):
         self.cfg, self.policy, self.items, self.reward = cfg, policy, list(items), reward
-        self.a2c = a2c or profile_defaults(A2CSettings, cfg)
+        self.settings = settings or profile_defaults(A2CSettings, cfg)
         self.probe = list(probe)
         self.target = target or ("json" if "r3" in getattr(reward, "weights", {}) else "plain")
         self.progress = progress
@@ -220,14 +228,14 @@ class ShortRuns:
 
     def answers(self) -> list[dict]:
         """The current policy's greedy prediction rows on the probe clips."""
-        return predictions(self.trainer, self.probe, max_new_tokens=self.trainer.cfg.max_new_tokens,
+        return predictions(self.trainer, self.probe, max_new_tokens=self.trainer.settings.max_new_tokens,
                            target=self.target, progress=False)
 
     def start_answers(self) -> list[dict]:
         """The probe's greedy prediction rows at the start adapter, computed on first use."""
         if self.before is None:
             self.restore()
-            self.trainer = build_trainer(self.cfg, self.items, self.reward, self.a2c, policy=self.policy)
+            self.trainer = build_trainer(self.cfg, self.items, self.reward, self.settings, policy=self.policy)
             t0 = time.perf_counter()
             self.before = self.answers()
             self.start_seconds = time.perf_counter() - t0
@@ -239,14 +247,14 @@ class ShortRuns:
         self.restore()
         for name, weight in (weights or {}).items():
             self.reward.set_weight(name, weight)
-        a2c = self.a2c.replace(lr=self.a2c.lr if lr is None else lr, steps=self.a2c.steps if steps is None else steps,
-                               **changes)
-        self.trainer = build_trainer(self.cfg, self.items, self.reward, a2c, policy=self.policy)
+        settings = self.settings.replace(lr=self.settings.lr if lr is None else lr,
+                                         steps=self.settings.steps if steps is None else steps, **changes)
+        self.trainer = build_trainer(self.cfg, self.items, self.reward, settings, policy=self.policy)
         t0 = time.perf_counter()
         log = self.trainer.train(progress=self.progress if progress is None else progress)
         t1 = time.perf_counter()
         after = self.answers()
-        run = ShortRun(log, before, after, a2c.steps, t1 - t0, time.perf_counter() - t1, self.target)
+        run = ShortRun(log, before, after, settings.steps, t1 - t0, time.perf_counter() - t1, self.target)
         self.history.append(run)
         return run
 
@@ -283,30 +291,32 @@ def artifacts(cfg: Config) -> A2CArtifacts:
 
 def write_artifacts(out: A2CArtifacts, trainer: A2CTrainer, rows: Sequence[Mapping], table: pd.DataFrame | None = None,
                     **info) -> dict:
-    """Save the policy, the log, the predictions and a summary (F1s, test rewards, settings)."""
+    """Save the policy, the log, the predictions and, last and atomically, a summary (the trainer's
+    ``settings``, steps, F1s, test rewards, the comparison ``table``, ``info``)."""
     trainer.save_policy(out.policy)
     trainer.log_frame().to_csv(out.log, index=False)
     write_predictions(list(rows), out.predictions)
     s = score(list(rows))
-    summary = dict(config=asdict(trainer.cfg), steps=trainer.step_count, f1_act=s["actions"]["f1_all"],
+    summary = dict(settings=asdict(trainer.settings), steps=trainer.step_count, f1_act=s["actions"]["f1_all"],
                    f1_rsn=s["reasons"]["f1_all"], unparseable=s["unparseable"], report=s,
                    comparison=None if table is None else table.to_dict(orient="index"), **info)
-    out.summary.write_text(json.dumps(summary, indent=1, default=str))
+    write_json(out.summary, summary, indent=1, default=str)
     return summary
 
 
-def run(cfg: Config | None = None, a2c: A2CSettings | None = None, out: str | Path | None = None,
+def run(cfg: Config | None = None, settings: A2CSettings | None = None, out: str | Path | None = None,
         progress: bool = True, reward: RewardSettings | None = None) -> A2CArtifacts:
-    """The default action stage: A2C from the SFT adapter on the toy train subset with
-    R = w1·R1 + w2·R2 (``reward``, default the profile's ``RewardSettings``), then greedy
-    predictions on the toy test split, compared with SFT's."""
+    """The default action stage: A2C (``settings``, default the profile's ``A2CSettings``) from the SFT
+    adapter on the toy train subset with R = w1·R1 + w2·R2 (``reward``, default the profile's
+    ``RewardSettings``), then greedy predictions on the toy test split, compared with SFT's."""
     cfg = cfg or load()
-    a2c = a2c or profile_defaults(A2CSettings, cfg)
+    settings = settings or profile_defaults(A2CSettings, cfg)
     result = A2CArtifacts(Path(out)) if out else artifacts(cfg)
     data = toy_data(cfg)
     reward = reward or profile_defaults(RewardSettings, cfg)
     weighted = make_reward(reward, ClipReward.from_config(cfg))
-    trainer = build_trainer(cfg, items_of(cfg, data.train), weighted, a2c, start="sft", run_dir=result.dir / "run")
+    trainer = build_trainer(cfg, items_of(cfg, data.train), weighted, settings, start="sft", run_dir=result.dir / "run",
+                            progress=progress)
     test = items_of(cfg, data.test)
     sft_rows = predictions(trainer, test, progress=progress)
     t0 = time.perf_counter()
@@ -318,6 +328,9 @@ def run(cfg: Config | None = None, a2c: A2CSettings | None = None, out: str | Pa
     return result
 
 
-def ensure(cfg: Config | None = None) -> A2CArtifacts:
-    """The A2C artifacts of ``cfg`` (default settings), made by :func:`run` when missing."""
-    return runs.ensure(A2CArtifacts, run, cfg)
+def ensure(cfg: Config | None = None, settings: A2CSettings | None = None) -> A2CArtifacts:
+    """The A2C artifacts of ``cfg`` with ``settings`` (default: the profile's), made by :func:`run` unless
+    they are a finished run of those settings (:func:`drivekit.stages.runs.ensure`, which says why it runs)."""
+    cfg = cfg or load()
+    settings = settings or profile_defaults(A2CSettings, cfg)
+    return runs.ensure(A2CArtifacts, partial(run, settings=settings), cfg, settings)

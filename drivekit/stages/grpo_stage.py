@@ -1,34 +1,50 @@
-"""The GRPO stage: policy, trainer and training run for both profiles, symmetric with :mod:`drivekit.stages.a2c_stage`.
+"""The GRPO stage: policy, trainer, training run and run directory for both profiles.
 
 GRPO (:mod:`drivekit.algorithms.grpo`, trl's ``GRPOTrainer``) starts from a saved adapter (the SFT adapter by
 default) and trains it further on dataset items with the same reward object A2C takes
-(:class:`drivekit.rewards.weighted_reward.WeightedReward`). :func:`train` is the interface the experiment
-harness shares with :func:`drivekit.stages.a2c_stage.train`: the same arguments, the same
-:class:`drivekit.stages.runs.Trained` result.
+(:class:`drivekit.rewards.weighted_reward.WeightedReward`). The run directory (:class:`GRPOArtifacts`,
+``<runs>/grpo``) holds ``policy/`` (the adapter), ``log.csv``, ``predictions.jsonl`` (toy test split),
+``summary.json`` (written last, atomically, with the settings) and ``run/`` (trl's working folder).
+
+Symmetric with :mod:`drivekit.stages.a2c_stage`: the same functions with the same arguments and
+results: ``load_policy`` (a :class:`drivekit.stages.runs.Policy`), ``build_trainer``, ``train`` (the
+experiment harness's interface, a :class:`drivekit.stages.runs.Trained`), ``artifacts``, ``run`` and
+``ensure``; the algorithm's settings are always the argument ``settings``.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
-from drivekit.stages import runs
-from drivekit.core.config import Config, profile_defaults
+import pandas as pd
+
 from drivekit.algorithms.grpo import GRPOSettings, build_trainer as grpo_trainer, log_frame
-from drivekit.models.vlm import load_vlm
-from drivekit.algorithms.sft import SFTSettings
-from drivekit.stages.sft_stage import ensure as ensure_sft
+from drivekit.algorithms.sft import SFTSettings, predict
+from drivekit.core.config import Config, load, profile_defaults
+from drivekit.core.files import write_json
 from drivekit.core.tracking import Report
+from drivekit.data.toy_split import items_of, toy_data
+from drivekit.evaluation.reports import compare, read_predictions, score, write_predictions
+from drivekit.models.vlm import load_vlm
+from drivekit.rewards.clip_reward import ClipReward
+from drivekit.rewards.weighted_reward import RewardSettings, make_reward
+from drivekit.stages import runs
+from drivekit.stages.sft_stage import ensure as ensure_sft
 
 
-def load_policy(cfg: Config, start: str | Path = "sft", device=None, sft: SFTSettings | None = None):
-    """``(model, processor)``: the VLM with the adapter ``start`` trainable (``"sft"``: the SFT adapter of
-    notebook 02, trained when missing; otherwise a saved adapter folder). trl copies it as the frozen
-    reference π_ref of the KL term. Gradient checkpointing follows the profile's SFT settings."""
+def load_policy(cfg: Config, start: str | Path = "sft", device=None, sft: SFTSettings | None = None) -> runs.Policy:
+    """``Policy(model, processor, None)``: the VLM with the adapter ``start`` trainable (``"sft"``: the SFT
+    adapter of notebook 02, trained when missing; otherwise a saved adapter folder). trl copies it as the
+    frozen reference π_ref of the KL term itself, so no reference adapter is named. Gradient
+    checkpointing follows the profile's SFT settings (``sft``)."""
     sft = sft or profile_defaults(SFTSettings, cfg)
     adapter = ensure_sft(cfg).best if str(start) == "sft" else Path(start)
-    return load_vlm(cfg, adapter=adapter, trainable=True, gradient_checkpointing=sft.gradient_checkpointing,
-                    device=device)
+    model, processor = load_vlm(cfg, adapter=adapter, trainable=True,
+                                gradient_checkpointing=sft.gradient_checkpointing, device=device)
+    return runs.Policy(model, processor, None)
 
 
 def build_trainer(cfg: Config, items: Sequence[Mapping], reward, settings: GRPOSettings | None = None, *,
@@ -36,12 +52,12 @@ def build_trainer(cfg: Config, items: Sequence[Mapping], reward, settings: GRPOS
                   instruction: str | None = None, progress: bool = True, report: Report | None = None):
     """A ``trl.GRPOTrainer`` on images-only prompts for ``items`` with ``reward``; ``policy`` is a
     :func:`load_policy` result to reuse (else one is loaded from ``start``), ``settings`` default to the
-    profile's ``GRPOSettings``, trl writes under ``run_dir`` (default ``<runs>/grpo``). ``progress=False``
+    profile's ``GRPOSettings``, trl writes under ``run_dir`` (default ``<runs>/grpo/run``). ``progress=False``
     drops transformers' progress bar; ``report``: where trl reports (default ``$DRIVEKIT_REPORT_TO``)."""
-    model, processor = policy or load_policy(cfg, start)
+    model, processor, _ = policy or load_policy(cfg, start)
     settings = settings or profile_defaults(GRPOSettings, cfg)
-    trainer = grpo_trainer(model, processor, items, reward, settings, run_dir or Path(cfg.runs_dir) / "grpo",
-                           instruction, report)
+    trainer = grpo_trainer(model, processor, items, reward, settings,
+                           run_dir or Path(cfg.runs_dir) / GRPOArtifacts.NAME / "run", instruction, report)
     if not progress:
         from transformers.trainer_callback import ProgressCallback
 
@@ -63,5 +79,69 @@ def train(cfg: Config, items: Sequence[Mapping], reward, settings: GRPOSettings,
     seconds = time.perf_counter() - t0
     if out is not None:
         trainer.model.save_pretrained(Path(out) / "policy")
-    return runs.Trained(trainer.model, policy[1], log_frame(trainer), seconds,
+    return runs.Trained(trainer.model, policy.processor, log_frame(trainer), seconds,
                         settings.clips_per_step * settings.num_generations)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run directory of the default GRPO run (the A2C stage's layout)
+# ---------------------------------------------------------------------------------------------
+class GRPOArtifacts(runs.RunDir):
+    """Where a GRPO run keeps its outputs: ``policy/`` (adapter), ``log.csv``, ``predictions.jsonl`` (toy
+    test split) and ``summary.json``."""
+
+    NAME = "grpo"
+    FILES = {"policy": "policy", "log": "log.csv", "predictions": "predictions.jsonl", "summary": "summary.json"}
+
+
+def artifacts(cfg: Config) -> GRPOArtifacts:
+    return GRPOArtifacts.of(cfg)
+
+
+def write_artifacts(out: GRPOArtifacts, trainer, settings: GRPOSettings, rows: Sequence[Mapping],
+                    table: pd.DataFrame | None = None, **info) -> dict:
+    """Save the policy, the log, the predictions and, last and atomically, a summary (``settings``, steps,
+    F1s, the comparison ``table``, ``info``), as :func:`drivekit.stages.a2c_stage.write_artifacts` does."""
+    trainer.model.save_pretrained(out.policy)
+    log = log_frame(trainer)
+    log.to_csv(out.log, index=False)
+    write_predictions(list(rows), out.predictions)
+    s = score(list(rows))
+    summary = dict(settings=asdict(settings), steps=len(log), f1_act=s["actions"]["f1_all"],
+                   f1_rsn=s["reasons"]["f1_all"], unparseable=s["unparseable"], report=s,
+                   comparison=None if table is None else table.to_dict(orient="index"), **info)
+    write_json(out.summary, summary, indent=1, default=str)
+    return summary
+
+
+def run(cfg: Config | None = None, settings: GRPOSettings | None = None, out: str | Path | None = None,
+        progress: bool = True, reward: RewardSettings | None = None) -> GRPOArtifacts:
+    """The GRPO counterpart of :func:`drivekit.stages.a2c_stage.run`: GRPO (``settings``, default the
+    profile's ``GRPOSettings``) from the SFT adapter on the toy train subset with R = w1·R1 + w2·R2
+    (``reward``, default the profile's ``RewardSettings``), then greedy predictions on the toy test split
+    (at the profile's SFT settings), compared with SFT's."""
+    cfg = cfg or load()
+    settings = settings or profile_defaults(GRPOSettings, cfg)
+    result = GRPOArtifacts(Path(out)) if out else artifacts(cfg)
+    data = toy_data(cfg)
+    reward = reward or profile_defaults(RewardSettings, cfg)
+    weighted = make_reward(reward, ClipReward.from_config(cfg))
+    sft_rows = read_predictions(ensure_sft(cfg).predictions)
+    policy = load_policy(cfg, "sft")
+    trainer = build_trainer(cfg, items_of(cfg, data.train), weighted, settings, policy=policy,
+                            run_dir=result.dir / "run", progress=progress)
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    rows = predict(trainer.model, policy.processor, data.test, profile_defaults(SFTSettings, cfg), progress)
+    table = compare({"SFT": sft_rows, "GRPO": rows}, weighted)
+    write_artifacts(result, trainer, settings, rows, table, train_seconds=round(seconds, 1), reward=asdict(reward))
+    return result
+
+
+def ensure(cfg: Config | None = None, settings: GRPOSettings | None = None) -> GRPOArtifacts:
+    """The GRPO artifacts of ``cfg`` with ``settings`` (default: the profile's), made by :func:`run` unless
+    they are a finished run of those settings (:func:`drivekit.stages.runs.ensure`, which says why it runs)."""
+    cfg = cfg or load()
+    settings = settings or profile_defaults(GRPOSettings, cfg)
+    return runs.ensure(GRPOArtifacts, partial(run, settings=settings), cfg, settings)

@@ -9,17 +9,20 @@ under grammar-constrained decoding (:mod:`drivekit.models.constrained`). The run
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 from drivekit.stages import runs
 from drivekit.algorithms.a2c import A2CSettings
 from drivekit.stages.a2c_stage import A2CArtifacts, build_trainer, predictions, write_artifacts
 from drivekit.rewards.clip_reward import ClipReward
 from drivekit.core.config import Config, load, profile_defaults
+from drivekit.core.files import write_json
+from drivekit.core.settings import Settings
 from drivekit.models.constrained import JsonConstraint
 from drivekit.evaluation.reports import compare, read_predictions, write_predictions
 from drivekit.models.vlm import reference_policy
@@ -33,10 +36,18 @@ from drivekit.rewards.weighted_reward import RewardSettings, make_reward
 
 
 @dataclass(frozen=True)
-class JsonSettings:
+class JsonSettings(Settings):
     """Stage-3 settings (plain data): JSON SFT starting from the plain SFT adapter, then A2C with
     R = w1·R1 + w2·R2 + w3·R3 (``reward``). ``JsonSettings.tiny()`` / ``.paper()`` give the profiles'
-    defaults (``config.profile_defaults(JsonSettings, cfg)``)."""
+    defaults (``config.profile_defaults(JsonSettings, cfg)``): the paper profile's are the field
+    defaults; the tiny profile's (``PROFILES``) are CPU-sized, so that notebook 05 runs within 5 min on
+    2 cores (benchmarks/RESULTS.md, "Notebook 05 within its budget"):
+
+    - SFT-JSON without LoRA dropout: on CPU, drawing the dropout masks took a quarter of each step;
+    - the same 256 sampled answers (64 for the critic alone) in 16 steps of 16: decoding this
+      small model costs about as much per token for 16 rows as for 8 (3.0 s a step against 2.6 s);
+    - test answers in batches of 128 clips: the same text as in batches of 32, in half the time.
+    """
 
     reward: RewardSettings = RewardSettings(r1_weight=1.0, r2_weight=1.0, r3_weight=1.0, r2="label_f1")
     # Fewer epochs leave the tiny VLM answering "Action: ..." first: its LM-head rows of " Action" and
@@ -51,6 +62,10 @@ class JsonSettings:
     critic_warmup: int = 8
     value_lr: float = 1e-2
     eval_batch_size: int | None = None  # clips per batch of the test predictions; None: the profile's SFT one
+
+    PROFILES: ClassVar[dict] = {
+        "tiny": dict(sft_lora_dropout=0.0, a2c_steps=16, a2c_batch=16, critic_warmup=4, eval_batch_size=128),
+    }
 
     def sft_settings(self, cfg: Config):
         """The SFT settings of SFT-JSON: the profile's, with the JSON target and this stage's changes."""
@@ -75,28 +90,11 @@ class JsonSettings:
         """R = w1·R1 + w2·R2 + w3·R3 on JSON outputs, with ``clip_reward`` as R1 (none: no R1 term)."""
         return make_reward(self.reward, clip_reward, target="json")
 
-    @classmethod
-    def paper(cls, **changes) -> "JsonSettings":
-        return cls(**changes)
-
-    @classmethod
-    def tiny(cls, **changes) -> "JsonSettings":
-        """CPU-sized, so that notebook 05 runs within 5 min on 2 cores (benchmarks/RESULTS.md, "Notebook 05
-        within its budget"):
-
-        - SFT-JSON without LoRA dropout: on CPU, drawing the dropout masks took a quarter of each step;
-        - the same 256 sampled answers (64 for the critic alone) in 16 steps of 16: decoding this
-          small model costs about as much per token for 16 rows as for 8 (3.0 s a step against 2.6 s);
-        - test answers in batches of 128 clips: the same text as in batches of 32, in half the time.
-        """
-        base = dict(sft_lora_dropout=0.0, a2c_steps=16, a2c_batch=16, critic_warmup=4, eval_batch_size=128)
-        return cls(**{**base, **changes})
-
 
 class JsonArtifacts(runs.RunDir):
     """Where the JSON stage keeps its outputs: ``sft/`` (an SFT run), ``rl/`` (an A2C run),
     ``constrained.jsonl`` (the SFT-JSON adapter with grammar-constrained decoding) and
-    ``summary.json`` (the comparison table)."""
+    ``summary.json`` (the stage's settings and the comparison table; written last, atomically)."""
 
     NAME = "json"
     FILES = {"constrained": "constrained.jsonl", "summary": "summary.json"}
@@ -116,58 +114,62 @@ def constrained_predictions(model, processor, dataset, settings, progress: bool 
 MODELS = ("SFT (plain)", "SFT-JSON", "RL-JSON", "SFT-JSON + constrained")  # the rows of the comparison
 
 
-def make_trainer(cfg: Config, stage: JsonSettings, result: JsonArtifacts, clip_reward):
+def make_trainer(cfg: Config, settings: JsonSettings, result: JsonArtifacts, clip_reward, progress: bool = True):
     """The A2C trainer of the JSON stage: policy = the SFT-JSON adapter (a frozen copy is π_ref),
     R = w1·R1 + w2·R2 + w3·R3 with ``clip_reward`` as R1, on the toy train subset."""
     train = items_of(cfg, toy_data(cfg).train)
-    return build_trainer(cfg, train, stage.make_reward(clip_reward), stage.a2c_settings(cfg), start=result.sft.best,
-                         run_dir=result.rl.dir / "run")
+    return build_trainer(cfg, train, settings.make_reward(clip_reward), settings.a2c_settings(cfg),
+                         start=result.sft.best, run_dir=result.rl.dir / "run", progress=progress)
 
 
-def evaluate(cfg: Config, stage: JsonSettings, result: JsonArtifacts, trainer, progress: bool = True) -> dict:
+def evaluate(cfg: Config, settings: JsonSettings, result: JsonArtifacts, trainer, progress: bool = True) -> dict:
     """Toy-test predictions of every model of the comparison (:data:`MODELS`): the plain SFT's and
     SFT-JSON's (read from their runs), RL-JSON's (greedy, the trainer's policy), and SFT-JSON's
     under grammar-constrained decoding (written to ``result.constrained``)."""
-    data, settings = toy_data(cfg), stage.sft_settings(cfg)
-    rl_rows = predictions(trainer, items_of(cfg, data.test), batch_size=settings.eval_batch_size,
-                          max_new_tokens=stage.max_new_tokens, target="json", progress=progress)
+    data, sft = toy_data(cfg), settings.sft_settings(cfg)
+    rl_rows = predictions(trainer, items_of(cfg, data.test), batch_size=sft.eval_batch_size,
+                          max_new_tokens=settings.max_new_tokens, target="json", progress=progress)
     with reference_policy(trainer.model, trainer.reference_adapter):  # the SFT-JSON adapter, frozen
-        constrained = constrained_predictions(trainer.model, trainer.processor, data.test, settings, progress)
+        constrained = constrained_predictions(trainer.model, trainer.processor, data.test, sft, progress)
     write_predictions(constrained, result.constrained)
     return dict(zip(MODELS, (read_predictions(sft_artifacts(cfg).predictions),
                              read_predictions(result.sft.predictions), rl_rows, constrained)))
 
 
-def save(result: JsonArtifacts, stage: JsonSettings, trainer, rows: Mapping[str, Sequence[Mapping]], **info):
-    """Write the RL-JSON run (the A2C stage's layout) and ``summary.json`` with the comparison
-    table (JSON validity, F1s, test rewards); returns the table."""
+def save(result: JsonArtifacts, settings: JsonSettings, trainer, rows: Mapping[str, Sequence[Mapping]], **info):
+    """Write the RL-JSON run (the A2C stage's layout) and, last and atomically, ``summary.json`` with the
+    stage's ``settings`` and the comparison table (JSON validity, F1s, test rewards); returns the table."""
     table = compare(rows, trainer.reward, json_names=[n for n in rows if n != MODELS[0]])
     write_artifacts(result.rl, trainer, rows[MODELS[2]], table)
-    result.summary.write_text(json.dumps(dict(stage=asdict(stage), table=table.to_dict(orient="index"), **info),
-                                         indent=1, default=str))
+    write_json(result.summary, dict(settings=asdict(settings), table=table.to_dict(orient="index"), **info),
+               indent=1, default=str)
     return table
 
 
-def run(cfg: Config | None = None, stage: JsonSettings | None = None, out: str | Path | None = None,
+def run(cfg: Config | None = None, settings: JsonSettings | None = None, out: str | Path | None = None,
         progress: bool = True) -> JsonArtifacts:
     """JSON SFT (from the plain SFT adapter), A2C with R = w1·R1 + w2·R2 + w3·R3, constrained decoding
-    of the SFT-JSON adapter; every model's toy-test predictions and the comparison table. ``stage``
-    defaults to the profile's ``JsonSettings``."""
+    of the SFT-JSON adapter; every model's toy-test predictions and the comparison table. ``settings``
+    default to the profile's ``JsonSettings``."""
     cfg = cfg or load()
-    stage = stage or profile_defaults(JsonSettings, cfg)
+    settings = settings or profile_defaults(JsonSettings, cfg)
     result = JsonArtifacts(Path(out)) if out else artifacts(cfg)
     t0 = time.perf_counter()
-    run_sft(cfg, stage.sft_settings(cfg), result.sft.dir, progress, start=ensure_sft(cfg).best)
+    run_sft(cfg, settings.sft_settings(cfg), result.sft.dir, progress, start=ensure_sft(cfg).best)
     t1 = time.perf_counter()
-    trainer = make_trainer(cfg, stage, result, ClipReward.from_config(cfg))
-    trainer.train(progress=progress)
+    trainer = make_trainer(cfg, settings, result, ClipReward.from_config(cfg), progress)
+    trainer.train()
     t2 = time.perf_counter()
-    rows = evaluate(cfg, stage, result, trainer, progress)
-    save(result, stage, trainer, rows, sft_seconds=round(t1 - t0, 1), rl_seconds=round(t2 - t1, 1),
+    rows = evaluate(cfg, settings, result, trainer, progress)
+    save(result, settings, trainer, rows, sft_seconds=round(t1 - t0, 1), rl_seconds=round(t2 - t1, 1),
          eval_seconds=round(time.perf_counter() - t2, 1))
     return result
 
 
-def ensure(cfg: Config | None = None) -> JsonArtifacts:
-    """The JSON-stage artifacts of ``cfg`` (default settings), made by :func:`run` when missing."""
-    return runs.ensure(JsonArtifacts, run, cfg)
+def ensure(cfg: Config | None = None, settings: JsonSettings | None = None) -> JsonArtifacts:
+    """The JSON-stage artifacts of ``cfg`` with ``settings`` (default: the profile's), made by :func:`run`
+    unless they are a finished run of those settings (:func:`drivekit.stages.runs.ensure`, which says why
+    it runs)."""
+    cfg = cfg or load()
+    settings = settings or profile_defaults(JsonSettings, cfg)
+    return runs.ensure(JsonArtifacts, partial(run, settings=settings), cfg, settings)

@@ -9,11 +9,12 @@ checkpoint with the lowest loss on the labelled validation clips, as SFT does.
 
 Label-free RL that does not beat this is not learning from its reward anything the model's own
 greedy answers did not already say. :func:`train` has the experiment harness's interface
-(``a2c_stage.train``, ``grpo_stage.train``): items without labels in, :class:`runs.Trained` out.
+(``a2c_stage.train``, ``grpo_stage.train``: ``cfg``, ``items``, what stands for the reward (here the
+labelled validation clips ``val``), ``settings``, then the ``budget`` and ``start``, ``out``,
+``progress``, ``report``): items without labels in, :class:`runs.Trained` out.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -65,7 +66,7 @@ def train(cfg: Config, items: Sequence[Mapping], val, settings: SFTSettings, bud
         raise ValueError(f"self-training: the adapter {start} named no label for any of {len(items)} clips")
     steps = math.ceil(budget / (settings.batch_size * settings.grad_accum))  # optimiser steps
     epochs = steps / math.ceil(math.ceil(len(labelled) / settings.batch_size) / settings.grad_accum)
-    settings = dataclasses.replace(settings, epochs=epochs, eval_every=max(1, min(settings.eval_every, steps)))
+    settings = settings.replace(epochs=epochs, eval_every=max(1, min(settings.eval_every, steps)))
     log = sft_train(model, processor, labelled, val, settings, out, progress, report=report)
     log.attrs.update(pseudo_labelled=len(labelled), dropped=len(items) - len(labelled), epochs=epochs)
     return runs.Trained(model, processor, log, time.perf_counter() - t0, settings.batch_size)

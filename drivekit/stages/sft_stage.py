@@ -20,7 +20,6 @@ for CPU processes, which then join a gloo group.)
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict
 from functools import partial
@@ -31,6 +30,7 @@ from accelerate import PartialState
 
 from drivekit.stages import runs
 from drivekit.core.config import Config, add_model_arguments, load, model_overrides, profile_defaults
+from drivekit.core.files import write_json
 from drivekit.evaluation.reports import score, write_predictions
 from drivekit.text.json_output import scene_texts
 from drivekit.models.vlm import default_device, load_vlm, set_lora_dropout
@@ -55,12 +55,14 @@ def artifacts(cfg: Config) -> SFTArtifacts:
 
 def write_summary(result: SFTArtifacts, cfg: Config, settings: SFTSettings, log: pd.DataFrame, rows: list[dict],
                   **extra) -> dict:
-    """``summary.json``: profile, model, settings, best step, scores (plus ``extra``, e.g. timings)."""
+    """``summary.json`` (written last and atomically, :func:`drivekit.core.files.write_json`: it marks the run
+    finished, :meth:`drivekit.stages.runs.RunDir.unfinished`): profile, model, settings, best step, scores
+    (plus ``extra``, e.g. timings)."""
     scores = score(rows)
     summary = dict(profile=cfg.profile, vlm=cfg.vlm, settings=asdict(settings), best_step=best_step(log),
                    n_test=len(rows), f1_act=scores["actions"]["f1_all"], f1_rsn=scores["reasons"]["f1_all"],
                    unparseable=scores["unparseable"], **extra, report=scores)
-    result.summary.write_text(json.dumps(summary, indent=1))
+    write_json(result.summary, summary, indent=1)
     return summary
 
 
@@ -107,10 +109,15 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
     return result
 
 
-def ensure(cfg: Config | None = None) -> SFTArtifacts:
-    """The SFT artifacts of ``cfg`` (default settings), trained through :func:`run` when missing; a run
-    that was cut off continues from its latest checkpoint."""
-    return runs.ensure(SFTArtifacts, partial(run, resume=True), cfg)
+def ensure(cfg: Config | None = None, settings: SFTSettings | None = None) -> SFTArtifacts:
+    """The SFT artifacts of ``cfg`` with ``settings`` (default: the profile's), trained through :func:`run`
+    unless they are a finished run of those settings (:func:`drivekit.stages.runs.ensure`, which says why
+    it trains); a run that was cut off continues from its latest checkpoint, a run of other settings is
+    trained afresh."""
+    cfg = cfg or load()
+    settings = settings or profile_defaults(SFTSettings, cfg)
+    resume = not isinstance(artifacts(cfg).unfinished(settings), runs.OtherSettings)
+    return runs.ensure(SFTArtifacts, partial(run, settings=settings, resume=resume), cfg, settings)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run(cfg, profile_defaults(SFTSettings, cfg, **changes), a.out, resume=a.resume, labels=a.labels,
                  fraction=a.fraction, report=Report(to=a.report_to))
     if PartialState().is_main_process and result.summary.exists():
-        s = json.loads(result.summary.read_text())
+        s = result.read_summary()
         print(f"{result.dir}: F1_act {s['f1_act']:.3f}  F1_rsn {s['f1_rsn']:.3f}  unparseable {s['unparseable']}  "
               f"best step {s['best_step']}")
 

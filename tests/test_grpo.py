@@ -1,4 +1,4 @@
-"""GRPO through trl (drivekit.algorithms.grpo) on a micro Idefics3 built and saved here, with drivekit's rewards."""
+"""GRPO through trl (drivekit.algorithms.grpo) on a saved micro Idefics3 (``micro_vlm``), with drivekit's rewards."""
 from functools import partial
 
 import numpy as np
@@ -6,33 +6,22 @@ import pytest
 import torch
 
 from drivekit.algorithms import grpo
-from drivekit.data import scene
-from drivekit.models import zoo
 from drivekit.rewards.action_reward import action_reward
 from drivekit.rewards.structure_reward import structure_reward
 from drivekit.rewards.weighted_reward import WeightedReward
 from drivekit.models.vlm import LoraSettings, load_vlm
 
-from micro import MICRO, items
+from micro import items
 
 _items = partial(items, n_frames=2)  # two frames a clip unless a test says otherwise
 
 
 @pytest.fixture(scope="module")
-def start_adapter(tmp_path_factory):
-    """A saved micro model and a saved LoRA adapter on it (the 'SFT best' GRPO starts from)."""
-    rng = np.random.default_rng(0)
-    texts = zoo.corpus([scene.describe(scene.sample_scene(rng)) for _ in range(12)])
-    model, processor = zoo.untrained(texts, MICRO)
-    folder = tmp_path_factory.mktemp("micro")
-    model.save_pretrained(folder / "model")
-    processor.save_pretrained(folder / "model")
-    peft_model, _ = load_vlm(folder / "model", quantize_4bit=True, lora=LoraSettings(r=4), device="cpu", seed=3)
-    for name, p in peft_model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(p, std=0.5)  # a non-trivial start, unlike a fresh adapter
-    peft_model.save_pretrained(folder / "adapter")
-    return folder / "model", folder / "adapter"
+def start_adapter(micro_vlm):
+    """A saved micro model and a saved LoRA adapter on it (the 'SFT best' GRPO starts from), its
+    lora_B drawn at random: a non-trivial start, unlike a fresh adapter."""
+    micro = micro_vlm(LoraSettings(r=4), lora_b_std=0.5)
+    return micro.model, micro.adapter
 
 
 def length_reward(completions, **batch):

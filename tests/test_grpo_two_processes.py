@@ -1,4 +1,4 @@
-"""GRPO in two processes: ``torchrun --nproc_per_node 2`` on the CPU (gloo), on a micro Idefics3 saved here.
+"""GRPO in two processes: ``torchrun --nproc_per_node 2`` on the CPU (gloo), on a micro Idefics3 (``micro_vlm``).
 
 The test launches this file under torchrun; each process (``worker`` below) builds
 ``drivekit.algorithms.grpo``'s trainer from the same start adapter and trains 2 steps, with a reward that
@@ -11,18 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from drivekit.algorithms import grpo
-from drivekit.data import scene
-from drivekit.models import zoo
 from drivekit.rewards.action_reward import action_reward
 from drivekit.rewards.weighted_reward import WeightedReward
 from drivekit.models.vlm import LoraSettings, load_vlm
 
-from micro import MICRO, items as _items
+from micro import items as _items
 
 N_CLIPS = 4
 # per process and step: 2 clips x a group of 4 = 8 completions; both processes: all 4 clips a step
@@ -63,28 +60,20 @@ def worker(model_dir: Path, adapter: Path, out: Path, records: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_processes(tmp_path_factory):
-    """Run ``worker`` under ``torchrun --nproc_per_node 2``; (start adapter, run dir, the two ranks' records)."""
+def two_processes(micro_vlm, tmp_path_factory):
+    """Run ``worker`` under ``torchrun --nproc_per_node 2``; (start adapter, run dir, the two ranks' records).
+    The start adapter's lora_B is drawn at random: a start whose samples differ, so that groups have a signal."""
+    micro = micro_vlm(LoraSettings(r=4, dropout=0.0), lora_b_std=0.5)
     root = tmp_path_factory.mktemp("grpo-two-processes")
-    rng = np.random.default_rng(0)
-    model, processor = zoo.untrained(zoo.corpus([scene.describe(scene.sample_scene(rng)) for _ in range(12)]), MICRO)
-    model.save_pretrained(root / "model")
-    processor.save_pretrained(root / "model")
-    peft_model, _ = load_vlm(root / "model", quantize_4bit=True, lora=LoraSettings(r=4, dropout=0.0), device="cpu",
-                             seed=3)
-    for name, p in peft_model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(p, std=0.5)  # a start whose samples differ, so that groups have a signal
-    peft_model.save_pretrained(root / "start")
     (root / "records").mkdir()
     repo = Path(__file__).resolve().parents[1]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__,
-           str(root / "model"), str(root / "start"), str(root / "run"), str(root / "records")]
+           str(micro.model), str(micro.adapter), str(root / "run"), str(root / "records")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     records = [torch.load(root / "records" / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
-    return root / "start", root / "run", records
+    return micro.adapter, root / "run", records
 
 
 def test_each_process_scores_its_own_half_of_every_step(two_processes):

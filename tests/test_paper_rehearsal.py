@@ -95,8 +95,8 @@ def test_a_1280x720_frame_is_13_tiles_of_512_px_and_the_edge_is_a_setting(paper)
 
 
 def test_paper_sft_trains_the_text_decoder_only():
-    """Fails until ``SFTSettings.paper()`` says ``LoraSettings(..., vision=False)`` (text-only LoRA: the vision
-    tower is most of the cost)."""
+    """The paper profile's SFT puts LoRA on the text decoder only (``LoraSettings(vision=False)``: the
+    vision tower is most of the cost) and checkpoints gradients."""
     settings = profile_defaults(sft.SFTSettings, config.load("paper"))
     assert settings.gradient_checkpointing and not settings.lora.vision
 

@@ -6,6 +6,8 @@ from drivekit.models import perception
 from drivekit.data import scene
 from drivekit.models.perception import ELEMENTS, MISSING, UNREADABLE
 
+from micro import MICRO
+
 
 def _scenes(n=400, seed=0):
     rng = np.random.default_rng(seed)
@@ -80,10 +82,8 @@ def test_frame_cache_batches_are_what_prompts_encode_makes():
     from drivekit.models import prompts, zoo
     from drivekit.data import render
 
-    spec = zoo.TinySpec(vision_hidden=64, vision_layers=1, vision_heads=2, text_hidden=64, text_layers=1,
-                        text_heads=2, text_kv_heads=1)
     scenes = _scenes(5)
-    _, processor = zoo.untrained(zoo.corpus([scene.describe(s) for s in scenes]), spec)
+    _, processor = zoo.untrained(zoo.corpus([scene.describe(s) for s in scenes]), MICRO)
     clips = [render.render_clip(s, 4, (96, 96), seed=i) for i, s in enumerate(scenes)]
     cache = zoo.FrameCache(processor, clips, chunk=2)
     indices, targets = [3, 0, 3], [scene.describe(scenes[i]) for i in (3, 0, 1)]
@@ -108,15 +108,13 @@ def test_pretraining_is_deterministic_for_a_seed():
     from drivekit.data import render
     from drivekit.models import zoo
 
-    spec = zoo.TinySpec(vision_hidden=64, vision_layers=1, vision_heads=2, text_hidden=64, text_layers=1,
-                        text_heads=2, text_kv_heads=1)
     scenes = _scenes(6, seed=2)
     descriptions = [scene.describe(s) for s in scenes]
     clips = [render.render_clip(s, 2, (96, 96), seed=i) for i, s in enumerate(scenes)]
 
     def run(seed):
-        model, processor = zoo.untrained(zoo.corpus(descriptions), spec, seed=0)
-        settings = zoo.PretrainSettings(epochs=2, batch_size=4, warmup_steps=1, text_batch_size=2, seed=seed)
+        model, processor = zoo.untrained(zoo.corpus(descriptions), MICRO, seed=0)
+        settings = zoo.PretrainSettings.tiny(epochs=2, batch_size=4, warmup_steps=1, text_batch_size=2, seed=seed)
         losses = zoo.pretrain(model, processor, clips, descriptions, zoo.language_texts(0, descriptions), settings,
                               progress=False, states=[s.lead for s in scenes])
         return losses, model.state_dict()

@@ -1,4 +1,4 @@
-"""Watching a run (drivekit.core.tracking): one switch for SFT, A2C and GRPO, on a micro Idefics3 saved here.
+"""Watching a run (drivekit.core.tracking): one switch for SFT, A2C and GRPO, on a micro Idefics3 (micro.py).
 
 With the tracker on, this file runs as a script in a fresh process (``worker`` below), because
 trackio fixes its folder (``$TRACKIO_DIR``) once per process, when it is first imported, and trl
@@ -16,20 +16,17 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from drivekit.algorithms import a2c, grpo, sft
-from drivekit.data import scene
 from drivekit.core import tracking
-from drivekit.models import zoo
 from drivekit.rewards.action_reward import action_reward
 from drivekit.models.vlm import LoraSettings, load_vlm
 from drivekit.rewards.structure_reward import structure_reward
 from drivekit.rewards.weighted_reward import WeightedReward
 
-from micro import MICRO, items as _items
+from micro import items as _items, save_micro
 
 PROJECT = "micro"
 # What trl's GRPOTrainer logs through transformers' trackio callback for drivekit's reward terms, and
@@ -48,15 +45,7 @@ def reward():
     return WeightedReward({"r2": (1.0, action_reward("label_f1")), "r3": (0.5, structure_reward)})
 
 
-def save_micro(folder: Path) -> tuple[Path, Path]:
-    """A micro Idefics3 and a LoRA adapter on it, saved under ``folder`` (the 'SFT best' RL starts from)."""
-    rng = np.random.default_rng(0)
-    model, processor = zoo.untrained(zoo.corpus([scene.describe(scene.sample_scene(rng)) for _ in range(12)]), MICRO)
-    model.save_pretrained(folder / "model")
-    processor.save_pretrained(folder / "model")
-    peft_model, _ = load_vlm(folder / "model", quantize_4bit=True, lora=LoraSettings(r=4), device="cpu", seed=3)
-    peft_model.save_pretrained(folder / "adapter")
-    return folder / "model", folder / "adapter"
+ADAPTER = LoraSettings(r=4)  # the 'SFT best' adapter RL starts from (micro.save_micro)
 
 
 def run_sft(base: Path, out: Path, report: tracking.Report):
@@ -83,7 +72,7 @@ def run_grpo(base: Path, adapter: Path, out: Path, report: tracking.Report):
 def worker(out: Path) -> None:
     """The fresh process: micro SFT, A2C and GRPO reporting to trackio, then A2C and GRPO to TensorBoard;
     their own logs go to ``out/logs.json`` for the test to compare."""
-    base, adapter = save_micro(out / "micro")
+    base, adapter, _ = save_micro(out / "micro", ADAPTER)
     on = tracking.Report(to="trackio", project=PROJECT)
     logs = dict(sft=run_sft(base, out / "sft", on.tagged("SFT-micro", method="SFT", seed=0)),
                 a2c=run_a2c(base, adapter, on.tagged("A2C-micro", method="A2C", seed=0)),
@@ -206,8 +195,8 @@ def test_a2c_names_its_shared_measures_as_trl_does():
 # Off: nothing imported, nothing written; a failing tracker never stops a run
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    return save_micro(tmp_path_factory.mktemp("micro"))
+def micro(micro_vlm):
+    return micro_vlm(ADAPTER)[:2]
 
 
 def test_with_the_switch_off_no_tracker_is_imported_or_written(micro, tmp_path, monkeypatch):

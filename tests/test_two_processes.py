@@ -1,4 +1,4 @@
-"""SFT in two processes: ``torchrun --nproc_per_node 2`` on the CPU (gloo), on a micro Idefics3 saved here.
+"""SFT in two processes: ``torchrun --nproc_per_node 2`` on the CPU (gloo), on a micro Idefics3 (``micro_vlm``).
 
 The test launches this file under torchrun; each process (``worker`` below) trains with
 ``sft.train`` and records what it fetched, the gradients at its first optimiser step (after DDP's
@@ -17,12 +17,10 @@ import pandas as pd
 import pytest
 import torch
 
-from drivekit.data import scene
 from drivekit.algorithms import sft
-from drivekit.models import zoo
 from drivekit.models.vlm import LoraSettings, load_vlm
 
-from micro import MICRO, items as _items, scenes as _scenes
+from micro import items as _items
 
 N_TRAIN, N_VAL = 12, 3  # the validation set does not split evenly: 2 clips for one process, 1 for the other
 # 3 batches an epoch per process, a checkpoint every 2 steps. No LoRA dropout, so that the test can
@@ -99,22 +97,20 @@ def worker(model_dir: Path, out: Path, records: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_processes(tmp_path_factory):
+def two_processes(micro_vlm, tmp_path_factory):
     """Run ``worker`` under ``torchrun --nproc_per_node 2``; (model dir, run dir, the two ranks' records)."""
+    model_dir = micro_vlm().model
     root = tmp_path_factory.mktemp("two-processes")
-    model, processor = zoo.untrained(zoo.corpus([scene.describe(s) for s in _scenes()]), MICRO)
-    model.save_pretrained(root / "model")
-    processor.save_pretrained(root / "model")
     (root / "records").mkdir()
     repo = Path(__file__).resolve().parents[1]
     path = os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__,
-           str(root / "model"), str(root / "run"), str(root / "records")]
+           str(model_dir), str(root / "run"), str(root / "records")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     records = [torch.load(root / "records" / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
-    return root / "model", root / "run" / "whole", records
+    return model_dir, root / "run" / "whole", records
 
 
 def test_two_processes_each_train_on_half_of_every_epoch(two_processes):

@@ -54,6 +54,7 @@ from transformers import (
 from drivekit.models import perception, prompts
 from drivekit.data.bddoia import frame_paths, load_image
 from drivekit.core.config import HOME, Config, dataclass_overrides, load
+from drivekit.core.settings import Settings
 from drivekit.text.formats import target_text
 from drivekit.data.synthetic import ensure_dataset, read_scenes
 from drivekit.core.taxonomy import ACTION_PHRASES, N_ACTIONS, N_REASONS, REASON_PHRASES
@@ -103,13 +104,14 @@ class TinySpec:
 
 
 @dataclass(frozen=True)
-class PretrainSettings:
+class PretrainSettings(Settings):
     """Pretraining on scene descriptions (plain data). The number of updates is what teaches the
     lead car's motion (shrinking vs growing across the frames): with the old 12-px patches, no
     stopped car was seen after 3 epochs, almost every one after 12; at equal cost, smaller batches
     (more steps) learn it sooner. Drawing clips by the square root of their lead state's rarity
     (``balance=0.5``) lets the rare turning cars be learnt too; ``balance=1`` costs the other
-    elements (benchmarks/RESULTS.md, "Tiny VLM perception")."""
+    elements (benchmarks/RESULTS.md, "Tiny VLM perception"). Only the tiny profile pretrains, so
+    no profile changes a default: ``.tiny()`` is the defaults."""
 
     epochs: float = 8.0
     batch_size: int = 16
@@ -333,10 +335,12 @@ def tiny_dir() -> Path:
 
 
 def build(cfg: Config | None = None, out: str | Path | None = None, spec: TinySpec = TinySpec(),
-          settings: PretrainSettings = PretrainSettings(), progress: bool = True, device: str = "cpu") -> Path:
-    """Build, pretrain and save the tiny VLM to ``out`` (default ``tiny_dir()``); returns ``out``.
-    ``build.json`` records the recipe, the timings and the perception scores on the held-out clips."""
+          settings: PretrainSettings | None = None, progress: bool = True, device: str = "cpu") -> Path:
+    """Build, pretrain and save the tiny VLM to ``out`` (default ``tiny_dir()``) with ``settings``
+    (default ``PretrainSettings.tiny()``); returns ``out``. ``build.json`` records the recipe, the
+    timings and the perception scores on the held-out clips."""
     cfg = cfg or load("tiny")
+    settings = settings or PretrainSettings.tiny()
     out = Path(out or tiny_dir())
     t0, c0 = time.perf_counter(), time.process_time()
     torch.manual_seed(settings.seed)
@@ -391,7 +395,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     spec = TinySpec(**dataclass_overrides(a.spec, TinySpec, "--spec"))
-    settings = PretrainSettings(**{"epochs": a.epochs, "seed": a.seed, **dataclass_overrides(a.set, PretrainSettings, "--set")})
+    settings = PretrainSettings.tiny(**{"epochs": a.epochs, "seed": a.seed,
+                                        **dataclass_overrides(a.set, PretrainSettings, "--set")})
     out = build(out=a.out, spec=spec, settings=settings, device=a.device)
     info = json.loads((out / BUILD_INFO).read_text())
     seen = info["perception"]

@@ -26,7 +26,22 @@ Notebooks: 00 ``data.bddoia``, ``data.scene``, ``data.synthetic``, ``evaluation.
 06 ``evaluation.reports``, ``evaluation.metrics``, ``evaluation.stats``, ``evaluation.plots``.
 """
 
+import logging
+
 __version__ = "0.1.0"
+
+
+class _NoKernelsNotice(logging.Filter):
+    """Drop bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community: No module named
+    'kernels'" warning, which it prints on every import on a CPU with AVX512-BF16 when the optional
+    ``kernels`` package is missing: it then uses its own CPU code, which is what drivekit trains with.
+    Installed here, before any drivekit module can import peft (which imports bitsandbytes)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward from kernels-community")
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_NoKernelsNotice())
 
 # The layer of every folder (plain data; tests/test_layers.py reads it). A module may import modules of
 # its own folder, of another folder of the same layer, or of lower layers, never of a higher one, and

@@ -296,3 +296,28 @@ def test_top_level_of_wrong_type(root):
     with pytest.raises(BDDOIAFormatError, match="top level") as err:
         bddoia.read_split(root, "train")
     assert err.value.path == root / A
+
+
+def write_bomb(path: Path, width: int = 60000, height: int = 60000) -> None:
+    """A 16x8 JPEG whose header (SOF0) claims ``width`` x ``height``: PIL refuses it as a decompression bomb
+    (``DecompressionBombError``, not an ``OSError``) before decoding a pixel. A few hundred bytes."""
+    write_jpeg(path)
+    data = bytearray(path.read_bytes())
+    sof = data.index(b"\xff\xc0")  # marker, length (2), precision (1), height (2), width (2)
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    path.write_bytes(bytes(data))
+
+
+def test_a_decompression_bomb_is_a_named_error(root):
+    path = root / "data" / "t_b.jpg"
+    write_bomb(path)
+    assert path.stat().st_size < 1000
+    with pytest.raises(Image.DecompressionBombError):  # what PIL raises: not an OSError
+        Image.open(path)
+    with pytest.raises(BDDOIAFormatError, match="too large to decode") as err:
+        bddoia.load_image(path)
+    assert err.value.path == path and err.value.field == "image" and str(path) in str(err.value)
+    with pytest.raises(BDDOIAFormatError, match="too large to decode"):
+        BDDOIADataset(root, split="train")[1]
+    (problem,) = bddoia.validate(root)
+    assert problem.startswith("train 't_b.jpg': ") and str(path) in problem and "too large to decode" in problem

@@ -3,11 +3,13 @@
 Every broken copy is a copy of the session's ``official_layout`` fixture (tests/conftest.py) in
 ``tmp_path``, broken in one place.
 """
+import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from drivekit.data import bddoia, check_data
 from drivekit.__main__ import main as drivekit_main
@@ -51,8 +53,13 @@ def test_valid_copy_reports_what_the_reader_reads(official_layout, capsys):
     assert f"{ACTION_PHRASES[0]} {train.action_counts[ACTION_PHRASES[0]]}" in out
     assert f"reasons: {len(train.reasons_seen)} of {N_REASONS} ever positive" in out
     total = sum(len(labels) for labels in splits.values())
+    # the fixture's frames are 128x72, a real copy's 1280x720: a downscaled copy, usable with a warning per split
     assert out.splitlines()[-1] == (f'usable: 3 splits, {total} rows kept, 0 dropped as "confuse", '
-                                    "every image of a kept row present")
+                                    "every image of a kept row present, a JPEG (3 warnings above)")
+    assert "frames: 1280x720 JPEGs expected (a BDD-OIA frame)" in out
+    assert (f"WARNING {bddoia.actions_path(official_layout, 'train')}: images[].file_name: {train.kept} of {train.kept} "
+            "present images are smaller than 1280x720 (a BDD-OIA frame) at the same shape: ") in out
+    assert report.splits["train"].downscaled == {s.name: "128x72" for s in splits["train"].samples}
 
 
 def test_confuse_rows_are_reported_dropped(copy, capsys):
@@ -161,8 +168,9 @@ def test_decode_finds_a_corrupt_image(copy, capsys):
     name = first_image(copy, "test")
     kept = {s.name for s in bddoia.read_split(copy, "test").samples}
     assert name in kept
-    (copy / "data" / name).write_bytes(b"not a jpeg")
-    assert run([copy], capsys)[0] == 0  # present: without --decode the copy passes
+    path = copy / "data" / name
+    path.write_bytes(path.read_bytes()[:-200])  # the header is whole, the last pixels are cut off
+    assert run([copy], capsys)[0] == 0  # present, and a JPEG of the right shape: without --decode the copy passes
     code, out = run([copy, "--decode"], capsys)
     assert code == 1
     assert f"ERROR {bddoia.actions_path(copy, 'test')}: images[].file_name: 1 of" in out and "do not decode" in out
@@ -170,7 +178,7 @@ def test_decode_finds_a_corrupt_image(copy, capsys):
     (copy / "data" / name).unlink()
     shutil.copy(copy / "data" / sorted(kept - {name})[0], copy / "data" / name)
     code, out = run([copy, "--decode"], capsys)
-    assert code == 0 and out.splitlines()[-1].endswith("every image of a kept row present and decoded")
+    assert code == 0 and out.splitlines()[-1].endswith("every image of a kept row present and decoded, a JPEG (3 warnings above)")
 
 
 def test_splits_option_checks_only_those(copy, capsys):
@@ -192,3 +200,101 @@ def test_a_folder_one_level_too_high_gets_a_hint(copy, capsys):
     assert code == 1 and f"hint: the label files are in {copy}: point check-data (and DRIVEKIT_DATA) there" in out
     code, out = run([copy / "nowhere"], capsys)
     assert code == 1 and "is not a folder" in out and "missing split file" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Images that are present but not usable: file size, format and frame size, read from the header
+# ---------------------------------------------------------------------------------------------
+def jpeg_bytes(size, fmt="JPEG") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (90, 120, 150)).save(buf, fmt)
+    return buf.getvalue()
+
+
+def claiming(width: int, height: int) -> bytes:
+    """A 16x9 JPEG whose header (SOF0) claims ``width`` x ``height``: no big file, nothing to decode."""
+    data = bytearray(jpeg_bytes((16, 9)))
+    sof = data.index(b"\xff\xc0")  # marker, length (2), precision (1), height (2), width (2)
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+BAD_IMAGES = {  # what the image becomes -> (kind, how the error says it, the clip's detail)
+    "0 bytes": (b"", "empty", "are empty (0 bytes)", "0 bytes"),
+    "PNG named .jpg": (jpeg_bytes((1280, 720), "PNG"), "not_jpeg", "are not JPEG data", "PNG data"),
+    "7x3": (jpeg_bytes((7, 3)), "wrong_size", "are not 1280x720 (a BDD-OIA frame)", "7x3"),
+    "9000x9000": (claiming(9000, 9000), "wrong_size", "are not 1280x720 (a BDD-OIA frame)", "9000x9000"),
+    "portrait": (jpeg_bytes((72, 128)), "wrong_size", "are not 1280x720 (a BDD-OIA frame)", "72x128 (portrait)"),
+    "decompression bomb": (claiming(60000, 60000), "wrong_size", "are not 1280x720 (a BDD-OIA frame)",
+                           "60000x60000"),
+    "2560x1440": (claiming(2560, 1440), "wrong_size", "are not 1280x720 (a BDD-OIA frame)", "2560x1440"),
+    "not an image": (b"\xff\xd8\xff\xe0 cut", "bad_header", "have a JPEG header that cannot be read",
+                     "header unreadable"),
+}
+
+
+@pytest.mark.parametrize("decode", [False, True], ids=["header", "decode"])
+@pytest.mark.parametrize("bad", BAD_IMAGES)
+def test_each_unusable_image_is_named_per_clip(copy, capsys, bad, decode):
+    data, kind, what, detail = BAD_IMAGES[bad]
+    name = first_image(copy, "val")
+    (copy / "data" / name).write_bytes(data)
+    report = check_data.check(copy, decode=decode)
+    val = report.splits["val"]
+    assert list(val.image_problems) == [kind] and val.image_problems[kind][name].startswith(detail)
+    assert val.corrupt == []  # a clip is named once: not decoded again once its header is bad
+    (err,) = report.errors
+    assert (err.path, err.field) == (bddoia.actions_path(copy, "val"), "images[].file_name")
+    assert err.problem.startswith(f"1 of {val.present} present images {what}: '{name}' {detail}")
+    code, out = run([copy, *(["--decode"] if decode else [])], capsys)
+    assert code == 1 and out.splitlines()[-1].startswith("NOT USABLE: 1 problem")
+    assert f"ERROR {err}" in out and "Traceback" not in out
+
+
+def test_a_bad_frame_is_named_with_its_clip(copy, capsys):
+    name = first_image(copy, "train")
+    stem = name.removesuffix(".jpg")
+    shutil.copy(copy / "data" / name, copy / "data" / f"{stem}_f0.jpg")
+    (copy / "data" / f"{stem}_f1.jpg").write_bytes(jpeg_bytes((7, 3)))
+    (err,) = check_data.check(copy).errors
+    assert f"'{name}' 7x3 ({stem}_f1.jpg)" in err.problem
+
+
+def test_the_expected_size_is_the_one_generator_json_claims(copy, capsys):
+    (copy / "generator.json").write_text(json.dumps(dict(n_clips=120, n_frames=1, size=[128, 72], seed=3)))
+    report = check_data.check(copy)
+    assert report.ok and report.frame_size == (128, 72) and report.warnings == []
+    code, out = run([copy], capsys)
+    assert code == 0 and "frames: 128x72 JPEGs expected (the size in generator.json)" in out
+    assert out.splitlines()[-1].endswith("every image of a kept row present, a 128x72 JPEG")
+    name = first_image(copy, "test")
+    (copy / "data" / name).write_bytes(jpeg_bytes((96, 96)))
+    (err,) = check_data.check(copy).errors
+    assert f"are not 128x72 (the size in generator.json): '{name}' 96x96" in err.problem
+    (copy / "generator.json").write_text(json.dumps(dict(size=[128])))
+    (err,) = check_data.check(copy).errors
+    assert (err.path, err.field) == (copy / "generator.json", "size") and "[width, height]" in err.problem
+
+
+def test_labels_only_checks_the_label_files_alone(copy, capsys):
+    shutil.rmtree(copy / "data")
+    report = check_data.check(copy)
+    assert not report.ok and report.hint == "the label files are fine: --labels-only checks them alone"
+    code, out = run([copy, "--labels-only"], capsys)
+    total = sum(len(bddoia.read_split(copy, split)) for split in bddoia.SPLITS)
+    assert code == 0 and "images: not checked (--labels-only)" in out and "frames:" not in out
+    assert out.splitlines()[-1] == (f'usable as labels: 3 splits, {total} rows kept, 0 dropped as "confuse" '
+                                    "(images not checked: --labels-only)")
+    path, field, problem = short_reason_vector(copy)
+    code, out = run([copy, "--labels-only"], capsys)
+    assert code == 1 and f"ERROR {path}: {field}" in out and out.splitlines()[-1].startswith("NOT USABLE: 1 problem")
+    assert "--labels-only checks them alone" not in check_data.check(copy).hint  # the labels are not fine
+    with pytest.raises(SystemExit) as exit_:
+        drivekit_main(["check-data", str(copy), "--labels-only", "--decode"])
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_the_path_defaults_to_the_configured_data_folder(copy, capsys, monkeypatch):
+    monkeypatch.setenv("DRIVEKIT_DATA", str(copy))
+    code, out = run([], capsys)
+    assert code == 0 and out.splitlines()[0] == f"BDD-OIA copy at {copy}"

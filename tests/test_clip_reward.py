@@ -4,6 +4,7 @@ import math
 import os
 from pathlib import Path
 
+import huggingface_hub
 import numpy as np
 import open_clip
 import pytest
@@ -13,9 +14,9 @@ from open_clip import factory
 from open_clip.transform import image_transform
 from PIL import Image
 
-from drivekit.models import clip, clip_eval
+from drivekit.models import clip, clip_eval, vlm
 from drivekit.core import config
-from drivekit.data.bddoia import Sample, load_image
+from drivekit.data.bddoia import BDDOIAFormatError, Sample, load_image
 from drivekit.rewards.clip_reward import ClipReward, r1, video_embedding
 from drivekit.text.formats import completion_text
 
@@ -181,6 +182,8 @@ def test_pretrained_tags_go_to_open_clip(monkeypatch, small_clip):
         return small_clip[0], None, small_clip[1]
 
     monkeypatch.setattr(open_clip, "create_model_and_transforms", fake)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", "/nonexistent/hub-cache")  # nothing cached
+    monkeypatch.setattr(vlm, "hub_reachable", lambda timeout=None: True)  # no network asked: open_clip is faked
     clip.load_clip("ViT-B-32/openai", device="cpu")
     # OpenAI's weights were trained with QuickGELU, which open_clip's plain ViT-B-32 config lacks
     assert seen == [("ViT-B-32", "openai", dict(image_resize_mode="squash", force_quick_gelu=True))]
@@ -300,7 +303,7 @@ def test_build_clip_fine_tunes_a_saved_model(small_clip, root, tmp_path, monkeyp
     cfg = config.load("tiny", data_root=root, cache_dir=tmp_path / "cache")
     out = clip.build_clip(cfg, tmp_path / "tuned", base=str(base), progress=False, epochs=1, batch_size=2)
     info = json.loads((out / clip.BUILD_FILE).read_text())
-    assert info["base"] == str(base) and info["lr"] == clip.RECIPES["finetune"]["lr"] and info["clips"] == 3
+    assert info["base"] == str(base) and info["lr"] == clip.ClipTrainSettings.VARIANTS["finetune"]["lr"] and info["clips"] == 3
     assert info["resize_mode"] == "squash"
     assert json.loads((out / clip.CONFIG_FILE).read_text())["model_cfg"] == factory._MODEL_CONFIGS[ARCH]
     assert sees_the_edges(trained_with[0], wide_frames(tmp_path))  # training sees what the reward sees
@@ -432,3 +435,65 @@ def test_notebook_03_runs_with_a_local_clip(kind, small_clip, official_layout, t
     stored = model.visual.conv1.weight.half().float() if kind == "build-clip folder" else model.visual.conv1.weight
     assert torch.equal(reward.model.visual.conv1.weight, stored)  # (a folder stores float16)
     assert all(m.shape == (len(namespace["names"]), 84) for m in matrices.values())
+
+
+def test_a_decompression_bomb_frame_is_a_named_error(small_clip, tmp_path):
+    """A frame whose header claims 60000x60000 pixels: the reward names the file (bddoia.load_image), no PIL error."""
+    root = tmp_path / "bomb"
+    (root / "data").mkdir(parents=True)
+    path = root / "data" / "bomb.jpg"
+    Image.new("RGB", (16, 8)).save(path, "JPEG")
+    data = bytearray(path.read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+    path.write_bytes(bytes(data))
+    with pytest.raises(BDDOIAFormatError, match="too large to decode") as err:
+        ClipReward(*small_clip, root)(TEXTS[:1], file_name=["bomb.jpg"])
+    assert err.value.path == path
+
+
+def fake_hub_cache(cache: Path, repo: str, filename: str) -> Path:
+    """A Hugging Face cache holding ``repo``'s ``filename`` (the layout hf_hub_download writes)."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text("0" * 40)
+    file = folder / "snapshots" / ("0" * 40) / filename
+    file.parent.mkdir(parents=True)
+    file.write_bytes(b"weights")
+    return file
+
+
+def test_a_pretrained_tag_offline_and_not_cached_fails_at_once(monkeypatch, tmp_path):
+    import time
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("open_clip must not be asked: it would retry the hub for a minute")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", no_hub)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(vlm, "hub_reachable", lambda timeout=None: False)
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"'ViT-B-32/openai': its weights \(timm/vit_base_patch32_clip_224.openai\) "
+                                         r"are not in the local cache, and the model hub is unreachable \(offline\?\): "
+                                         r"set DRIVEKIT_CLIP to a checkpoint file"):
+        clip.load_clip("ViT-B-32/openai", device="cpu")
+    assert time.monotonic() - start < 5
+
+
+def test_a_cached_pretrained_tag_loads_without_the_hub(monkeypatch, small_clip, tmp_path):
+    seen = []
+
+    def fake(arch, pretrained=None, **options):
+        seen.append((arch, pretrained, options))
+        return small_clip[0], None, small_clip[1]
+
+    file = fake_hub_cache(tmp_path / "hub", "timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(vlm, "hub_reachable", lambda timeout=None: pytest.fail("the cache is enough"))
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", fake)
+    clip.load_clip("ViT-B-32/openai", device="cpu")
+    tag = open_clip.get_pretrained_cfg("ViT-B-32", "openai")
+    (arch, pretrained, options), = seen
+    assert (arch, pretrained) == ("ViT-B-32", str(file))
+    assert options == dict(image_resize_mode="squash", force_quick_gelu=True, image_mean=tag["mean"],
+                           image_std=tag["std"], image_interpolation=tag["interpolation"])

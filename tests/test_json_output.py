@@ -109,3 +109,16 @@ def test_garbage_types_score_zero():
     for text in (None, 3, b"{}", ["a"]):
         assert J.structure_score(text).total == 0
         assert not J.parse_json(text).ok
+
+
+LONG_NUMBER = "9" * 4301  # one digit over Python's int max str digits: json.loads raises ValueError
+
+
+@pytest.mark.parametrize("text", [LONG_NUMBER, f"[{LONG_NUMBER}]", _obj(actions=[LONG_NUMBER]).replace(f'"{LONG_NUMBER}"', LONG_NUMBER),
+                                  f'{{"scene": {LONG_NUMBER}}}'])
+def test_a_number_too_long_to_read_is_unparseable_not_a_crash(text):
+    parsed = J.parse_json(text)
+    assert not parsed.ok and parsed.problems == ["not readable JSON: Exceeds the limit (4300 digits) for integer "
+                                                 "string conversion: value has 4301 digits"]
+    assert parsed.actions.sum() == 0 and parsed.reasons.sum() == 0
+    assert J.structure_score(text).total == 0

@@ -52,3 +52,19 @@ def test_json_targets_use_scene_text_or_labels():
     item = dict(name="x.jpg", actions=ACTIONS, reasons=REASONS)
     assert json.loads(json_target_for(item, {"x.jpg": "Scene."}))["scene"] == "Scene."
     assert json.loads(json_target_for(item, {}))["scene"] == "The scene shows: obstacle: car."
+
+
+def test_a_number_too_long_to_read_scores_0_and_the_batch_goes_on():
+    from drivekit.rewards.structure_reward import structure_reward
+
+    long_number = "9" * 4301  # json.loads raises ValueError past Python's int max str digits
+    bad = GOOD.replace('"The car ahead is stopped close to us."', long_number)
+    assert bad != GOOD
+    texts = [GOOD, bad, f"[{long_number}]", GOOD]
+    assert structure_reward(texts) == [1.0, 0.0, 0.0, 1.0]
+    reward = make_reward(RewardSettings(r2_weight=1, r3_weight=1), target="json")
+    result = reward.evaluate(texts, file_name=list("abcd"), actions=[ACTIONS] * 4, reasons=[REASONS] * 4)
+    alone = reward.evaluate([GOOD], **BATCH)
+    assert result.components["r3"].tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert result.components["r2"].tolist() == [alone.components["r2"][0], 0.0, 0.0, alone.components["r2"][0]]
+    assert result.total[[1, 2]].tolist() == [0.0, 0.0] and result.total[0] == result.total[3] == alone.total[0]

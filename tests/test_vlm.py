@@ -235,3 +235,86 @@ def test_shipped_tiny_model_loads_and_describes():
     shown = _scenes(1)[0]
     text = prompts.generate(model, processor, [render.render_clip(shown, 4, (96, 96))], max_new_tokens=96)[0]
     assert len(zoo._sentences(text) & zoo._sentences(scene.describe(shown))) >= 2
+
+
+# ---------------------------------------------------------------------------------------------
+# A model id that is neither a folder nor reachable fails at once (no minutes of hub retries)
+# ---------------------------------------------------------------------------------------------
+def test_a_model_id_offline_and_not_cached_fails_at_once(monkeypatch, tmp_path):
+    import time
+
+    import huggingface_hub
+
+    from drivekit.core import config
+    from drivekit.models import vlm
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(vlm, "hub_reachable", lambda timeout=None: False)  # never touch the network
+    monkeypatch.setenv("DRIVEKIT_VLM", "bogus-model")
+    cfg = config.load("tiny")
+    assert cfg.vlm == "bogus-model"  # the configuration cannot know; loading says it at once
+    start = time.monotonic()
+    with pytest.raises(ValueError) as err:
+        load_vlm(cfg, device="cpu")
+    assert time.monotonic() - start < 5
+    assert str(err.value) == ("'bogus-model': not a folder and not in the local cache, and the model hub "
+                              "(huggingface.co) is unreachable (offline?): set DRIVEKIT_VLM to a saved model's folder")
+    with pytest.raises(ValueError, match="not a model id of the hub"):
+        load_vlm("not a/valid/model id", device="cpu")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match="not in the local cache, and HF_HUB_OFFLINE=1 keeps the model hub out: set"):
+        load_vlm(cfg, device="cpu")
+
+
+def test_a_cached_model_id_loads_from_the_cache_without_the_hub(saved, monkeypatch, tmp_path):
+    import shutil
+
+    import huggingface_hub
+
+    from drivekit.models import vlm
+
+    repo = tmp_path / "hub" / "models--someone--micro-vlm"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    shutil.copytree(saved[0], repo / "snapshots" / ("0" * 40))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(vlm, "hub_reachable", lambda timeout=None: pytest.fail("the cache is enough"))
+    assert vlm.hub_source("someone/micro-vlm") == str(repo / "snapshots" / ("0" * 40))
+    model, _ = load_vlm("someone/micro-vlm", device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved[1].state_dict().values()))
+    (repo / "snapshots" / ("0" * 40) / "model.safetensors").unlink()  # a download cut short: only partly cached
+    monkeypatch.setattr(vlm, "hub_reachable", lambda timeout=None: False)
+    with pytest.raises(ValueError, match="'someone/micro-vlm': not a folder and only partly in the local cache"):
+        vlm.hub_source("someone/micro-vlm")
+
+
+def test_hub_reachable_never_waits_past_its_timeout(monkeypatch):
+    import socket
+
+    import huggingface_hub
+
+    from drivekit.models import vlm
+
+    def refused(address, timeout=None):
+        raise ConnectionRefusedError(address)
+
+    monkeypatch.setattr(socket, "create_connection", refused)
+    assert vlm.hub_reachable() is False
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout=None: open(__file__))
+    assert vlm.hub_reachable() is True
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert vlm.hub_reachable() is False  # HF_HUB_OFFLINE=1: not even a connection is tried
+
+
+def test_lora_settings_follow_the_settings_pattern():
+    import dataclasses
+
+    from drivekit.core.settings import Settings
+
+    assert issubclass(LoraSettings, Settings)
+    assert LoraSettings.tiny() == LoraSettings(r=16, alpha=32, dropout=0.05)
+    assert LoraSettings.paper() == LoraSettings(r=8, alpha=8, dropout=0.1, vision=False)
+    assert LoraSettings.paper(r=4).replace(vision=True) == LoraSettings(r=4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        LoraSettings().r = 2

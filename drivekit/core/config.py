@@ -107,14 +107,14 @@ def model_source(value: str | Path, what: str = "model") -> str:
     CLIP's ``<arch>/<tag>``). A value that can only be a path (``/``, ``~`` or ``.`` first) must exist."""
     text = str(value).strip()
     if not text:
-        raise ValueError(f"{what} is empty")
+        raise ValueError(f"{what}={str(value)!r}: empty; give a model id, a file or a folder")
     if text == "tiny":  # drivekit's own model, whatever the current folder holds
         return text
     path = Path(text).expanduser()
     if path.exists():
         return str(path.resolve())
     if text.startswith(("/", "~", ".")):
-        raise ValueError(f"{what}={text}: no such file or folder")
+        raise ValueError(f"{what}={text!r}: no such file or folder")
     return text
 
 
@@ -123,7 +123,10 @@ def _parse(field: str, value, what: str):
     if value is None:
         return None
     if field in PATH_FIELDS:
-        return Path(value).expanduser()
+        try:
+            return Path(value).expanduser()
+        except (TypeError, RuntimeError) as err:  # e.g. ~nobody/x: no such user
+            raise ValueError(f"{what}={value!r}: not a usable path ({err})") from None
     if field in MODEL_FIELDS:
         return model_source(value, what)
     if field == "image_edge":
@@ -160,9 +163,16 @@ def load(profile: str | None = None, preset: str | None = None, **overrides) -> 
     """The configuration of ``profile`` (argument > $DRIVEKIT_PROFILE > tiny), its ``preset``'s model
     choices (argument > $DRIVEKIT_PRESET > none; :data:`PRESETS`), the environment's choices
     (:data:`ENVIRONMENT`) applied, then ``overrides``."""
-    profile = profile or os.environ.get("DRIVEKIT_PROFILE") or "tiny"
+    what = "profile"
+    if not profile and os.environ.get("DRIVEKIT_PROFILE", "").strip():
+        profile, what = os.environ["DRIVEKIT_PROFILE"].strip(), "$DRIVEKIT_PROFILE"
+    profile = profile or "tiny"
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+        raise ValueError(f"{what}={profile!r}: unknown profile; choose one of {sorted(PROFILES)}")
+    fields = {f.name for f in dataclasses.fields(Config)} - {"profile", "preset"}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"config.load({unknown[0]}=...): no such setting; the settings are {sorted(fields)}")
     preset = (check_preset(preset, profile) if preset is not None
               else check_preset(os.environ.get("DRIVEKIT_PRESET", "").strip(), profile, "$DRIVEKIT_PRESET"))
     values = dict(PROFILES[profile])
@@ -204,15 +214,15 @@ LR_SCHEDULES = ("constant", "linear")  # what A2C implements; trl's lr_scheduler
 
 
 def profile_defaults(cls, cfg: Config, **changes):
-    """The defaults of ``cfg``'s profile for a settings dataclass ``cls`` (``SFTSettings``,
-    ``A2CSettings``, ``GRPOSettings``, ``RewardSettings``, ``JsonSettings``...): ``cls.tiny(**changes)``
-    or ``cls.paper(**changes)``, with ``cfg.preset``'s settings for ``cls`` under ``changes``. Every
-    settings class of drivekit has one classmethod per profile."""
-    make = getattr(cls, cfg.profile, None)
-    if cfg.profile not in PROFILES or not callable(make):
+    """The defaults of ``cfg``'s profile for a settings class ``cls`` (one deriving
+    :class:`drivekit.core.settings.Settings`: ``SFTSettings``, ``A2CSettings``, ``GRPOSettings``,
+    ``RewardSettings``, ``JsonSettings``...): ``cls.for_profile(cfg.profile, ...)``, i.e. the class's
+    field defaults, then its ``PROFILES[cfg.profile]`` changes, then ``cfg.preset``'s settings for
+    ``cls``, then ``changes``."""
+    if cfg.profile not in PROFILES or not callable(getattr(cls, "for_profile", None)):
         raise ValueError(f"{cls.__name__} has no defaults for profile {cfg.profile!r}; known: {sorted(PROFILES)}")
     preset = PRESETS[cfg.preset]["settings"].get(cls.__name__, {}) if getattr(cfg, "preset", None) else {}
-    return make(**{**preset, **changes})
+    return cls.for_profile(cfg.profile, **{**preset, **changes})
 
 
 def check_lr_schedule(name: str) -> str:

@@ -217,14 +217,20 @@ def frame_paths(root: str | Path, name: str, n_frames: int | None = None) -> lis
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """The RGB image at ``path``, fully decoded; a missing or corrupt file raises BDDOIAFormatError."""
+    """The RGB image at ``path``, fully decoded; a missing or corrupt file raises BDDOIAFormatError.
+
+    So does a header that claims more pixels than PIL's decompression-bomb limit (PIL raises
+    ``DecompressionBombError``, which is not an ``OSError``).
+    """
     path = Path(path)
     if not path.is_file():
         raise BDDOIAFormatError(path, "image", "missing")
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as err:
+    except Image.DecompressionBombError as err:
+        raise BDDOIAFormatError(path, "image", f"too large to decode ({err})") from err
+    except (OSError, ValueError, SyntaxError, MemoryError) as err:
         raise BDDOIAFormatError(path, "image", f"corrupt ({err})") from err
 
 

@@ -39,8 +39,9 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from copy import deepcopy
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import open_clip
 import torch
@@ -52,6 +53,7 @@ from PIL import Image
 from drivekit.data.bddoia import frame_paths, read_splits
 from drivekit.models.clip_eval import pair_candidates
 from drivekit.core.config import HOME, Config, load
+from drivekit.core.settings import Settings
 from drivekit.text.formats import target_text
 from drivekit.data.toy_split import load_or_make_toy_split
 
@@ -77,13 +79,46 @@ WEIGHTS_FILE = "open_clip_model.safetensors"
 CONFIG_FILE = "open_clip_config.json"
 BUILD_FILE = "build.json"
 
-# Training recipes: from scratch (the tiny CLIP) and fine-tuning pretrained weights. The tiny
-# model's operations are too small for a second CPU thread to pay, and one thread keeps the build
-# quick when other jobs share the cores (2 threads are many times slower on an oversubscribed CPU).
-RECIPES = {
-    "scratch": dict(epochs=3, batch_size=64, lr=1e-3, frames_per_step=2, threads=1),
-    "finetune": dict(epochs=3, batch_size=64, lr=1e-5),
-}
+
+@dataclass(frozen=True)
+class ClipTrainSettings(Settings):
+    """Contrastive training of a CLIP (:func:`train_clip`'s options, plain data). The defaults are
+    :func:`train_clip`'s; ``VARIANTS`` says what each way of training changes, in plain data:
+    ``ClipTrainSettings.scratch()`` trains the tiny CLIP from a random init, ``.finetune()``
+    pretrained weights at a fine-tuning learning rate, and ``.for_base(base)`` is the one for
+    :func:`build_clip`'s ``base``. The tiny model's operations are too small for a second CPU thread
+    to pay, and one thread keeps the build quick when other jobs share the cores (2 threads are
+    many times slower on an oversubscribed CPU). No profile changes a default: the variant follows
+    the base, not the profile."""
+
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup: float = 0.1  # share of the steps the learning rate warms up over
+    frames_per_step: int | None = None  # frames of each clip encoded per step (None: all)
+    threads: int | None = None  # torch's CPU threads while training (None: as set)
+
+    VARIANTS: ClassVar[dict[str, dict]] = {
+        "scratch": dict(frames_per_step=2, threads=1),
+        "finetune": dict(lr=1e-5),
+    }
+
+    @classmethod
+    def scratch(cls, **changes) -> ClipTrainSettings:
+        """Training the tiny architecture from a random init, with ``changes``."""
+        return cls(**{**cls.VARIANTS["scratch"], **changes})
+
+    @classmethod
+    def finetune(cls, **changes) -> ClipTrainSettings:
+        """Fine-tuning pretrained weights, with ``changes``."""
+        return cls(**{**cls.VARIANTS["finetune"], **changes})
+
+    @classmethod
+    def for_base(cls, base: str | None, **changes) -> ClipTrainSettings:
+        """:meth:`scratch` without a ``base`` to start from, else :meth:`finetune`."""
+        return cls.scratch(**changes) if base is None else cls.finetune(**changes)
+
 
 Tokenizer = Callable[[list[str]], torch.Tensor]
 
@@ -205,11 +240,32 @@ def load_clip(name_or_path: str | Path = "tiny", *, arch: str | None = None, cfg
     ``image_resize_mode`` (default ``RESIZE_MODE``, the whole frame; None keeps the source's own).
     ``load_weights=False`` gives the same architecture and preprocessing at random init, seeded
     by ``seed`` (a chance baseline; it reads no weights and leaves the global random state alone).
+    A pretrained tag's weights are read from the local Hugging Face cache when it holds them (no network),
+    else downloaded by open_clip; when the hub cannot be reached either, a ``ValueError`` says so at once.
     """
     source = clip_source(name_or_path, arch=arch, cfg=cfg, build=build)
     tag = source.tag
     options = dict(image_resize_mode=resize_mode, force_quick_gelu=bool(source.model_cfg.get("quick_gelu")))
-    if load_weights:
+    hub = tag.get("hf_hub", "") if load_weights else ""
+    cached = None
+    if hub:  # open_clip would retry the hub for minutes offline: look in the cache first, then ask the hub
+        from huggingface_hub import try_to_load_from_cache
+
+        from drivekit.models.vlm import hub_reachable
+
+        repo, _, filename = hub.rpartition("/")  # "org/model/file" or "org/model/" (open_clip's default names)
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        cached = next((f for n in names if isinstance(f := try_to_load_from_cache(repo, n), str)), None)
+        if cached is None and not hub_reachable():
+            raise ValueError(f"{str(name_or_path)!r}: its weights ({repo}) are not in the local cache, and the model "
+                             "hub is unreachable (offline?): set DRIVEKIT_CLIP to a checkpoint file or a folder "
+                             "written by `python -m drivekit build-clip`")
+    if cached:  # the cached file, with the tag's preprocessing (open_clip knows it only from the tag)
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            source.model_name, pretrained=cached, image_mean=tag.get("mean"), image_std=tag.get("std"),
+            image_interpolation=tag.get("interpolation"),
+            **{**options, "image_resize_mode": resize_mode or tag.get("resize_mode")})
+    elif load_weights:
         model, _, preprocess = open_clip.create_model_and_transforms(
             source.model_name, pretrained=source.pretrained, **options)
     else:  # a tag's preprocessing without its download
@@ -437,29 +493,32 @@ def training_pairs(cfg: Config) -> tuple[list[list[Path]], list[tuple[str, ...]]
 
 
 def build_clip(cfg: Config, out: str | Path, base: str | None = None, progress: bool = True,
-               resize_mode: str | None = RESIZE_MODE, **recipe) -> Path:
+               resize_mode: str | None = RESIZE_MODE, settings: ClipTrainSettings | None = None,
+               **changes) -> Path:
     """Train a CLIP on ``cfg``'s data (:func:`training_pairs`) and save it to ``out``.
 
     ``base`` None trains the tiny architecture from scratch (seed ``cfg.seed``); otherwise it is
     loaded with :func:`load_clip` (on :func:`default_device`) and fine-tuned, and saved with its
     own architecture. Frames are preprocessed with ``resize_mode`` (as the reward does, see
-    ``RESIZE_MODE``). ``recipe`` overrides the matching ``RECIPES``.
+    ``RESIZE_MODE``). ``settings`` (default ``ClipTrainSettings.for_base(base)``) with ``changes``
+    (fields of it) on top say how to train; ``build.json`` records them.
     """
     start = time.perf_counter()
+    settings = (settings or ClipTrainSettings.for_base(base)).replace(**changes)
     if base is None:
         model, preprocess, tokenizer = new_clip(TINY_ARCH, seed=cfg.seed, resize_mode=resize_mode)
-        model_cfg, recipe = deepcopy(TINY_CONFIG), {**RECIPES["scratch"], **recipe}
+        model_cfg = deepcopy(TINY_CONFIG)
     else:
         model, preprocess, tokenizer = load_clip(base, cfg=cfg, resize_mode=resize_mode)
-        model_cfg, recipe = clip_source(base, cfg=cfg).model_cfg, {**RECIPES["finetune"], **recipe}
+        model_cfg = clip_source(base, cfg=cfg).model_cfg
     clips, captions = training_pairs(cfg)
     pairs = [c.text for c in pair_candidates()]
     losses = train_clip(model, preprocess, tokenizer, clips, captions, candidates=pairs, seed=cfg.seed,
-                        progress=progress, **recipe)
+                        progress=progress, **asdict(settings))
     generator = Path(cfg.data_root) / "generator.json"  # the synthetic dataset's settings
     info = dict(base=base, profile=cfg.profile, clips=len(clips), resize_mode=resize_mode,
                 dataset=json.loads(generator.read_text()) if generator.is_file() else str(cfg.data_root),
-                caption_kinds=len(captions[0]), seed=cfg.seed, **recipe, final_loss=losses[-1],
+                caption_kinds=len(captions[0]), seed=cfg.seed, **asdict(settings), final_loss=losses[-1],
                 seconds=round(time.perf_counter() - start, 1))
     return save_clip(model, out, model_cfg, info)
 
@@ -487,11 +546,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load(a.profile)
     if a.seed is not None:
         cfg = cfg.replace(seed=a.seed)
-    recipe = {k: v for k, v in dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr).items() if v is not None}
+    changes = {k: v for k, v in dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr).items() if v is not None}
     out = a.out or (cfg.runs_dir / "clip-finetuned" if a.base else ZOO_DIR if cfg.synthetic else
                     cfg.runs_dir / "clip-scratch")
     start = time.perf_counter()
-    folder = build_clip(cfg, out, a.base, resize_mode=a.resize_mode, **recipe)
+    folder = build_clip(cfg, out, a.base, resize_mode=a.resize_mode, **changes)
     size = (folder / WEIGHTS_FILE).stat().st_size / 2**20
     print(f"wrote {folder} ({size:.1f} MiB weights) in {time.perf_counter() - start:.1f} s")
 

@@ -4,6 +4,9 @@
 ``HuggingFaceTB/SmolVLM-256M-Instruct``), a local directory (or a file in one), ``"tiny"``
 (drivekit's own pretrained model, built on first use, see ``drivekit.models.zoo``) or a ``Config`` (its
 ``vlm``, ``quantize_4bit`` and image settings); every one of them goes through ``from_pretrained``.
+A model id is read from the local Hugging Face cache when the cache holds it whole (no network), else
+downloaded from the hub; when the hub cannot be reached either, it fails at once with a message that
+says so (:func:`hub_source`), instead of minutes of download retries.
 Options, as in the paper's QLoRA recipe:
 
 - ``quantize_4bit``: bitsandbytes NF4 with double quantisation; compute in bf16 on a GPU that has
@@ -23,19 +26,24 @@ Adapter helpers shared by the training loops: :func:`keep_4bit_trainable`, :func
 """
 from __future__ import annotations
 
+import socket
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlparse
+
+
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
-from drivekit.models import prompts
-from drivekit.core.config import Config
+from drivekit.models import prompts  # noqa: E402
+from drivekit.core.config import Config  # noqa: E402
+from drivekit.core.settings import Settings  # noqa: E402
 
-PAPER_VLM = "HuggingFaceTB/SmolVLM-Instruct"
-SMALL_VLM = "HuggingFaceTB/SmolVLM-256M-Instruct"
 TINY_VLM = "tiny"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -44,8 +52,10 @@ TEXT_MODEL = "text_model"  # the decoder's module name in an Idefics3 (SmolVLM) 
 
 
 @dataclass(frozen=True)
-class LoraSettings:
-    """A LoRA adapter's shape and place (plain data); the defaults are the SmolVLM fine-tuning recipe's.
+class LoraSettings(Settings):
+    """A LoRA adapter's shape and place (plain data); the defaults are the SmolVLM fine-tuning recipe's,
+    which the paper profile keeps on the text decoder only; ``LoraSettings.tiny()`` is the tiny VLM's
+    wider adapter (``PROFILES``, :mod:`drivekit.core.settings`).
 
     ``targets`` are module names; ``vision=True`` puts LoRA on every module of those names, the
     vision encoder's attention included (q/k/v/o_proj exist there too); ``False`` only on the text
@@ -60,6 +70,7 @@ class LoraSettings:
     dropout: float = 0.1
     targets: tuple[str, ...] = LORA_TARGETS
     vision: bool = True
+    PROFILES: ClassVar[dict] = {"tiny": dict(r=16, alpha=32, dropout=0.05), "paper": dict(vision=False)}
 
     def target_modules(self) -> list[str] | str:
         """peft's ``target_modules``: the names, or (text decoder only) a regex on module paths."""
@@ -117,6 +128,69 @@ def resolve(name_or_path: str | Path) -> str:
     return str(name_or_path)
 
 
+HUB_TIMEOUT = 3.0  # seconds to reach the model hub before it counts as unreachable
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT``) answers a TCP connection within ``timeout`` seconds
+    (False at once under ``HF_HUB_OFFLINE=1``). The name lookup runs in a thread, so it too is bounded."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    address = (url.hostname, url.port or (443 if url.scheme == "https" else 80))
+    answered: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection(address, timeout=timeout):
+                answered.append(True)
+        except (OSError, ValueError):
+            pass
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(answered)
+
+
+def hub_cache(repo_id: str, cache_dir: str | Path | None = None) -> Path | None:
+    """The local Hugging Face cache's snapshot folder of ``repo_id`` (no network), or None when it has none."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))
+    except Exception:  # not cached, or not a valid repository id
+        return None
+
+
+def hub_source(model_id: str, variable: str = "DRIVEKIT_VLM", cache_dir: str | Path | None = None) -> str:
+    """What ``from_pretrained`` gets for a model id that is no local folder: the cache's snapshot folder
+    when the local cache holds the model whole (its ``config.json`` and weights: read without any network
+    call), else the id itself when the hub can be reached (it downloads there); else a ``ValueError`` at
+    once that says the model is nowhere (``variable`` names the setting to change)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model_id)
+    except HFValidationError:
+        raise ValueError(f"{model_id!r}: not a folder, and not a model id of the hub ('owner/name'): "
+                         f"set {variable} to a model id or a saved model's folder") from None
+    snapshot = hub_cache(model_id, cache_dir)
+    weights = snapshot and any(p.suffix in (".safetensors", ".bin") for p in snapshot.iterdir())
+    if snapshot and weights and (snapshot / "config.json").is_file():
+        return str(snapshot)
+    if hub_reachable():
+        return model_id
+    from huggingface_hub import constants
+
+    where = "only partly in the local cache" if snapshot else "not in the local cache"
+    hub = (f"the model hub ({urlparse(constants.ENDPOINT).hostname}) is unreachable (offline?)"
+           if not constants.HF_HUB_OFFLINE else "HF_HUB_OFFLINE=1 keeps the model hub out")
+    raise ValueError(f"{model_id!r}: not a folder and {where}, and {hub}: set {variable} to a saved model's folder")
+
+
 def processor_options(image_edge: int | None = None, image_splitting: bool | None = None) -> dict:
     """``AutoProcessor.from_pretrained`` overrides of the image processor's resolution and tiling:
     ``size={"longest_edge": image_edge}`` (a frame is resized to it, then cut into tiles of the
@@ -153,6 +227,8 @@ def load_vlm(source: Config | str | Path, *, quantize_4bit: bool | None = None, 
         name = source
     device = torch.device(device) if device is not None else default_device()
     path = resolve(name)
+    if not Path(path).is_dir():  # a model id: the local cache, else the hub if it answers, else a clear error
+        path = hub_source(path)
 
     processor = AutoProcessor.from_pretrained(path, **processor_options(image_edge, image_splitting))
     model = AutoModelForImageTextToText.from_pretrained(

@@ -225,6 +225,10 @@ class JudgeReward:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if isinstance(model, (str, Path)):
+            if not Path(model).expanduser().is_dir():  # a hub id: the local cache, else the hub, else a clear error
+                from drivekit.models.vlm import hub_source
+
+                model = hub_source(str(model), "the judge's model (action_reward('judge', model=...))")
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
             model = AutoModelForCausalLM.from_pretrained(model)
         if tokenizer is None:
@@ -303,5 +307,4 @@ def action_reward(name: str = "bleu", **kwargs) -> RewardFn:
     raise ValueError(f"unknown R2 variant {name!r}; choose bleu, bleu_raw, label_f1, majority or judge")
 
 
-R2_VARIANTS = ("bleu", "bleu_raw", "label_f1", "majority", "judge")
 LABEL_FREE = ("majority", "judge")  # R2 variants that read no ground truth

@@ -111,6 +111,8 @@ def load_object(text) -> tuple[dict | None, str | None]:
         return None, f"not strict JSON: {e.msg} at line {e.lineno} column {e.colno}"
     except RecursionError:
         return None, "not strict JSON: nested too deeply"
+    except ValueError as e:  # e.g. an integer of over 4,300 digits (Python's int max str digits)
+        return None, f"not readable JSON: {str(e).split(';')[0]}"
     if not isinstance(obj, dict):
         return None, f"JSON {type(obj).__name__}, not an object"
     return obj, None

@@ -7,9 +7,12 @@ On Colab (``google.colab`` imported) the cell clones the course to ``$DRIVEKIT_H
 ``/content/drivekit``) from ``$DRIVEKIT_REPO`` (default: the GitHub repository), puts the clone first on
 ``sys.path`` (and on ``PYTHONPATH`` for the processes a notebook starts), so ``import drivekit`` works in
 this kernel and ``drivekit.core.config.HOME`` is the clone, whose ``data/zoo`` holds the tiny models; then
-pip-installs ``pyproject.toml``'s dependencies, which leaves every library the runtime already has
-within the bounds alone. It says plainly when a restart is needed: when pip changed a library this
-kernel had already imported. Locally (``pip install -e ".[dev]"``) it only sets the ``DRIVEKIT_*``
+pip-installs ``pyproject.toml``'s dependencies under a constraints file (``drivekit-held.txt`` beside the
+clone) that holds, at the installed version, each of them the runtime already has within the bounds and
+every library the kernel has imported (Colab imports numpy and PIL at start), so pip installs only what
+is missing or out of bounds. If that cannot be resolved (an imported library too old for drivekit's
+needs), it holds only drivekit's own libraries and lets pip change the rest. It says plainly when a
+restart is needed: when pip changed a library this kernel had already imported. Locally (``pip install -e ".[dev]"``) it only sets the ``DRIVEKIT_*``
 defaults, which change nothing. ``tests/test_colab_setup.py`` checks the notebooks against this file;
 ``tests/test_colab_rehearsal.py`` runs it in a stand-in for a Colab runtime.
 """
@@ -43,10 +46,26 @@ if COLAB:
         drive.mount("/content/drive")
     sys.path.insert(0, HOME)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [HOME, os.environ.get("PYTHONPATH")]))
-    installed = lambda: {d.metadata["Name"]: d.version for d in reversed(list(metadata.distributions()))}  # first on sys.path wins
+    from packaging.requirements import Requirement
+    installed = lambda: {d.metadata["Name"]: d.version for d in reversed(list(metadata.distributions())) if d.metadata["Name"]}  # first on sys.path wins
     before = installed()
     with open(os.path.join(HOME, "pyproject.toml"), "rb") as f:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *tomllib.load(f)["project"]["dependencies"]], check=True)
+        needs = [Requirement(r) for r in tomllib.load(f)["project"]["dependencies"]]
+    # Hold what the runtime has, in a pip constraints file: each library drivekit needs that is installed within
+    # drivekit's bounds (torch, numpy, pillow...), and every other library this kernel has imported.
+    key = lambda name: name.lower().replace("_", "-").replace(".", "-")
+    bounds = {key(r.name): r.specifier for r in needs}
+    imported = {key(d) for m, ds in metadata.packages_distributions().items() if m in sys.modules for d in ds}
+    held = {n: v for n, v in before.items() if (bounds[key(n)].contains(v, prereleases=True) if key(n) in bounds else key(n) in imported)}
+    HELD = os.path.join(os.path.dirname(HOME), "drivekit-held.txt")
+    def pip(hold):  # install only what is missing or out of bounds; everything in `hold` stays as it is
+        with open(HELD, "w") as f:
+            f.writelines(f"{name}=={version}\\n" for name, version in sorted(hold.items()))
+        return subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", HELD, *map(str, needs)], capture_output=True, text=True)
+    if pip(held).returncode:  # a library imported here is too old for what drivekit needs: let pip change it
+        done = pip({n: v for n, v in held.items() if key(n) in bounds})
+        if done.returncode:
+            raise RuntimeError(f"pip could not install drivekit's dependencies:\\n{done.stderr}")
     importlib.invalidate_caches()
     changed = {name for name, version in installed().items() if before.get(name) != version}
     stale = sorted({d for m, ds in metadata.packages_distributions().items() if m in sys.modules for d in ds} & changed)

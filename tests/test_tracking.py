@@ -148,7 +148,7 @@ def test_a_missing_library_says_which_extra_to_install(monkeypatch):
     real = tracking.importlib.util.find_spec
     monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: None if name == "trackio" else real(name))
     with pytest.raises(ImportError, match=r'DRIVEKIT_REPORT_TO=trackio needs the trackio package.*pip install -e '
-                                          r'"\.\[track\]" && pip install --no-deps "trackio>=0.43,<0.44"'):
+                                          r'"\.\[track\]"'):
         tracking.Report(to="trackio")
 
 

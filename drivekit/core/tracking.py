@@ -38,9 +38,8 @@ from drivekit.core.config import load
 ENVIRONMENT = "DRIVEKIT_REPORT_TO"
 BACKENDS = ("trackio", "tensorboard", "none")
 PROJECT = "drivekit"  # the dashboard's project when a run is given none
-TRACKIO = "trackio>=0.43,<0.44"
 INSTALL = {  # what to install when the backend's library is missing (README, "Watch a run")
-    "trackio": f'pip install -e ".[track]" && pip install --no-deps "{TRACKIO}"',
+    "trackio": 'pip install -e ".[track]"',
     "tensorboard": 'pip install -e ".[track]"',
 }
 

@@ -115,14 +115,21 @@ def _check_binary(path: Path, field: str, vector: list, lengths: tuple[int, ...]
             raise BDDOIAFormatError(path, field, f"value {v!r} at index {i} is not 0 or 1")
 
 
-def _read_actions(path: Path) -> dict[str, list[int]]:
-    """file_name -> category (4 or 5 values) from an actions file, joined by id."""
+def _images_and_annotations(path: Path) -> dict:
+    """A JSON object with lists ``images`` and ``annotations`` (an actions file, or the FiftyOne copy's
+    split file), else :class:`BDDOIAFormatError` naming the field."""
     data = _load_json(path)
     if not isinstance(data, dict):
         raise BDDOIAFormatError(path, "<top level>", "expected an object with 'images' and 'annotations'")
     for key in ("images", "annotations"):
         if not isinstance(data.get(key), list):
             raise BDDOIAFormatError(path, key, "missing or not a list")
+    return data
+
+
+def _read_actions(path: Path) -> dict[str, list[int]]:
+    """file_name -> category (4 or 5 values) from an actions file, joined by id."""
+    data = _images_and_annotations(path)
     names: dict[int, str] = {}  # id -> file_name
     seen: set[str] = set()
     for i, image in enumerate(data["images"]):

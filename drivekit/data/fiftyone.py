@@ -29,8 +29,8 @@ from pathlib import Path
 
 from drivekit.core import files
 from drivekit.core.taxonomy import N_ACTIONS, N_REASONS
-from drivekit.data.bddoia import (SPLITS, BDDOIAFormatError, _check_binary, _get, _load_json, actions_path,
-                                  reasons_path)
+from drivekit.data.bddoia import (SPLITS, BDDOIAFormatError, _check_binary, _get, _images_and_annotations,
+                                  actions_path, reasons_path)
 
 CONFUSE = N_ACTIONS  # the class index (and vector position) of "confuse"
 
@@ -63,12 +63,7 @@ def category_vector(value, path: Path, field: str) -> list[int]:
 def read_split(root: str | Path, split: str) -> tuple[dict, list[dict]]:
     """One FiftyOne split file as (official actions rows, official reasons rows); errors name the field."""
     path = fiftyone_path(root, split)
-    data = _load_json(path)
-    if not isinstance(data, dict):
-        raise BDDOIAFormatError(path, "<top level>", "expected an object with 'images' and 'annotations'")
-    for key in ("images", "annotations"):
-        if not isinstance(data.get(key), list):
-            raise BDDOIAFormatError(path, key, "missing or not a list")
+    data = _images_and_annotations(path)
     names = {}
     for i, image in enumerate(data["images"]):
         image_id = _get(path, image, f"images[{i}]", "id", int)

@@ -35,8 +35,7 @@ from drivekit.stages import runs
 from drivekit.algorithms.a2c import A2CSettings, A2CTrainer, generate
 from drivekit.rewards.clip_reward import ClipReward
 from drivekit.core.config import Config, load, profile_defaults
-from drivekit.core.files import write_json
-from drivekit.evaluation.reports import compare, prediction_row, score, write_predictions
+from drivekit.evaluation.reports import compare, prediction_row, write_predictions
 from drivekit.models.vlm import load_adapter_weights, load_vlm
 from drivekit.algorithms.sft import SFTSettings
 from drivekit.stages.sft_stage import ensure as ensure_sft
@@ -296,12 +295,7 @@ def write_artifacts(out: A2CArtifacts, trainer: A2CTrainer, rows: Sequence[Mappi
     trainer.save_policy(out.policy)
     trainer.log_frame().to_csv(out.log, index=False)
     write_predictions(list(rows), out.predictions)
-    s = score(list(rows))
-    summary = dict(settings=asdict(trainer.settings), steps=trainer.step_count, f1_act=s["actions"]["f1_all"],
-                   f1_rsn=s["reasons"]["f1_all"], unparseable=s["unparseable"], report=s,
-                   comparison=None if table is None else table.to_dict(orient="index"), **info)
-    write_json(out.summary, summary, indent=1, default=str)
-    return summary
+    return runs.write_rl_summary(out.summary, trainer.settings, trainer.step_count, rows, table, **info)
 
 
 def run(cfg: Config | None = None, settings: A2CSettings | None = None, out: str | Path | None = None,

@@ -24,10 +24,9 @@ import pandas as pd
 from drivekit.algorithms.grpo import GRPOSettings, build_trainer as grpo_trainer, log_frame
 from drivekit.algorithms.sft import SFTSettings, predict
 from drivekit.core.config import Config, load, profile_defaults
-from drivekit.core.files import write_json
 from drivekit.core.tracking import Report
 from drivekit.data.toy_split import items_of, toy_data
-from drivekit.evaluation.reports import compare, read_predictions, score, write_predictions
+from drivekit.evaluation.reports import compare, read_predictions, write_predictions
 from drivekit.models.vlm import load_vlm
 from drivekit.rewards.clip_reward import ClipReward
 from drivekit.rewards.weighted_reward import RewardSettings, make_reward
@@ -106,12 +105,7 @@ def write_artifacts(out: GRPOArtifacts, trainer, settings: GRPOSettings, rows: S
     log = log_frame(trainer)
     log.to_csv(out.log, index=False)
     write_predictions(list(rows), out.predictions)
-    s = score(list(rows))
-    summary = dict(settings=asdict(settings), steps=len(log), f1_act=s["actions"]["f1_all"],
-                   f1_rsn=s["reasons"]["f1_all"], unparseable=s["unparseable"], report=s,
-                   comparison=None if table is None else table.to_dict(orient="index"), **info)
-    write_json(out.summary, summary, indent=1, default=str)
-    return summary
+    return runs.write_rl_summary(out.summary, settings, len(log), rows, table, **info)
 
 
 def run(cfg: Config | None = None, settings: GRPOSettings | None = None, out: str | Path | None = None,

@@ -30,7 +30,8 @@ from typing import ClassVar, NamedTuple, TypeVar
 import pandas as pd
 
 from drivekit.core.config import Config, load
-from drivekit.core.files import Unfinished, read_json_object
+from drivekit.core.files import Unfinished, read_json_object, write_json
+from drivekit.evaluation.reports import score
 
 R = TypeVar("R", bound="RunDir")
 
@@ -126,6 +127,17 @@ def ensure(kind: type[R], run: Callable[[Config], R], cfg: Config | None = None,
     if result.dir.exists():
         print(f"{problem}; running it again")
     return run(cfg)
+
+
+def write_rl_summary(path: Path, settings, steps: int, rows, table: pd.DataFrame | None = None, **info) -> dict:
+    """An RL stage's ``summary.json`` (A2C's and GRPO's alike), written last and atomically: the run's
+    ``settings``, its steps, the F1s and report of its test ``rows``, the comparison ``table`` and ``info``."""
+    s = score(list(rows))
+    summary = dict(settings=dataclasses.asdict(settings), steps=steps, f1_act=s["actions"]["f1_all"],
+                   f1_rsn=s["reasons"]["f1_all"], unparseable=s["unparseable"], report=s,
+                   comparison=None if table is None else table.to_dict(orient="index"), **info)
+    write_json(path, summary, indent=1, default=str)
+    return summary
 
 
 class Policy(NamedTuple):

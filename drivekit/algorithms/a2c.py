@@ -32,8 +32,13 @@ the distribution sampling draws from (:func:`sampling_logits`): on-policy even w
 
 **Robustness**: settings that cannot run are refused when they are made (:meth:`A2CSettings.check`),
 before any step; a non-finite reward becomes 0 and is counted; a step that raises or gives a
-non-finite loss is logged and skipped without touching the weights; ``max_failures`` consecutive
-failures stop the run. **Checkpoints**: every ``checkpoint_every`` steps, ``<run_dir>/checkpoint-<step>/``
+non-finite loss or logits is logged and skipped without touching the weights; ``max_failures`` consecutive
+failures stop the run, naming the step (and, for an inf or NaN, the remedy: :class:`drivekit.models.vlm.NonFinite`).
+Where the model computes in fp16 (a T4) the loss is scaled (``torch.amp.GradScaler``; a step whose scaled
+gradients overflow is skipped and the scale lowered); elsewhere the scaler is off and changes nothing.
+Sampling never emits the image token or any other special token but the end tokens
+(:func:`drivekit.models.vlm.banned_token_ids`).
+**Checkpoints**: every ``checkpoint_every`` steps, ``<run_dir>/checkpoint-<step>/``
 holds the adapter, value head and, written atomically and last, the trainer state (optimizer, step,
 settings, log; :func:`drivekit.algorithms.checkpoints.write_state`); :meth:`A2CTrainer.resume` continues
 from the latest (batches and samples are seeded by step), refusing a state written with other settings
@@ -64,7 +69,8 @@ from drivekit.algorithms import checkpoints
 from drivekit.core.config import check_lr_schedule
 from drivekit.core.files import write_json
 from drivekit.core.settings import Settings
-from drivekit.models.vlm import keep_4bit_trainable, load_adapter_weights, reference_policy
+from drivekit.models.vlm import (NonFinite, banned_token_ids, fp16_compute, keep_4bit_trainable, load_adapter_weights,
+                                 reference_policy)
 from drivekit.core.tracking import Report, Tracker
 from drivekit.rewards.weighted_reward import RewardResult, take
 
@@ -176,12 +182,6 @@ def hidden_size(model: nn.Module) -> int:
 
 def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-def banned_token_ids(model: nn.Module) -> list[int]:
-    """Tokens the policy may never emit: a VLM's image token (it would be read as an image slot)."""
-    image_token = getattr(base_model(model).config, "image_token_id", None)
-    return [int(image_token)] if image_token is not None else []
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -334,7 +334,8 @@ def _prompt_inputs(inputs: Mapping, device) -> dict:
 
 def rollout(model: nn.Module, value_head: nn.Module | None, inputs: Mapping, *, max_new_tokens: int,
             eos_ids: Sequence[int], pad_id: int, temperature: float = 1.0, top_p: float = 1.0,
-            top_k: int = 0, generator: torch.Generator | None = None, with_grad: bool = False) -> Rollout:
+            top_k: int = 0, generator: torch.Generator | None = None, with_grad: bool = False,
+            step: int | None = None) -> Rollout:
     """Sample completions for a batch of prompts, batched and KV-cached.
 
     One prefill over the prompts (images included), then one single-token forward per generated
@@ -344,7 +345,10 @@ def rollout(model: nn.Module, value_head: nn.Module | None, inputs: Mapping, *, 
     have emitted an end token (``eos_ids``) are padded with ``pad_id`` afterwards; the loop stops
     when all rows have ended or after ``max_new_tokens``. ``with_grad`` keeps the graph (the
     single-pass update); otherwise everything runs under ``torch.no_grad``. The model runs in eval
-    mode (:func:`eval_mode`), so the KV cache stays on with gradient checkpointing enabled.
+    mode (:func:`eval_mode`), so the KV cache stays on with gradient checkpointing enabled. Tokens
+    :func:`drivekit.models.vlm.banned_token_ids` names (the image token and every other special token but
+    the end tokens) are never sampled; inf or NaN logits raise :class:`drivekit.models.vlm.NonFinite`
+    (naming ``step``, the A2C step, when given).
     """
     start = time.perf_counter()
     body, head = body_and_head(model)
@@ -362,12 +366,18 @@ def rollout(model: nn.Module, value_head: nn.Module | None, inputs: Mapping, *, 
         cache = out.past_key_values
         h = out.last_hidden_state[:, -1]
         position = positions[:, -1:]
-        for _ in range(max_new_tokens):
-            logits = _ban(head(h).float(), banned)
+        for t in range(max_new_tokens):
+            raw = head(h).float()
+            if not bool(torch.isfinite(raw).all()):  # an fp16 overflow in the body: stop before sampling from it
+                raise NonFinite("A2C", step, f"logits of sampled token {t + 1}", raw[~torch.isfinite(raw)][0].item())
+            logits = _ban(raw, banned)
             with torch.no_grad():
                 token = sample_tokens(logits, temperature, top_p, generator, top_k)
             token = torch.where(done, torch.full_like(token, pad_id), token)
-            logp, entropy, full = _token_stats(logits, token, temperature, top_k, top_p)
+            # a finished row's padding is scored as the row's most likely token (masked out later): padding
+            # may be a banned token, whose log-prob is -inf, and -inf - -inf is a NaN no mask removes
+            logp, entropy, full = _token_stats(logits, torch.where(done, logits.argmax(-1), token), temperature,
+                                               top_k, top_p)
             value = value_head(h) if value_head is not None else torch.zeros_like(logp)
             tokens.append(token)
             valid.append(~done)
@@ -417,7 +427,9 @@ def score_tokens(model: nn.Module, value_head: nn.Module | None, prompt: Mapping
     out = body(input_ids=ids, attention_mask=attention, position_ids=_positions(attention), use_cache=False, **extra)
     p = prompt["input_ids"].shape[1]
     h = out.last_hidden_state[:, p - 1: p - 1 + tokens.shape[1]]
-    logp, entropy, full = _token_stats(_ban(head(h).float(), banned_token_ids(model)), tokens, temperature, top_k, top_p)
+    logits = _ban(head(h).float(), banned_token_ids(model))
+    scored = torch.where(mask.bool(), tokens, logits.argmax(-1))  # padding as in rollout: never a banned token
+    logp, entropy, full = _token_stats(logits, scored, temperature, top_k, top_p)
     values = value_head(h.detach() if critic_detach else h) if value_head is not None else torch.zeros_like(logp)
     return TokenScores(logp, entropy, values, full)
 
@@ -618,6 +630,8 @@ class A2CTrainer:
             dict(params=list(self.value_head.parameters()), lr=self.settings.value_lr),
         ], weight_decay=self.settings.weight_decay)
         self.step_count, self.failures, self.log = 0, 0, []
+        # loss scaling where the model computes in fp16 (a T4): off, a pass-through, on a CPU, bf16 or float32
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16_compute(model))
 
     # -- one step ------------------------------------------------------------------------------
     def batch(self, step: int | None = None) -> list[Mapping]:
@@ -649,7 +663,7 @@ class A2CTrainer:
             self.model.eval()
             roll = rollout(self.model, self.value_head, inputs, max_new_tokens=s.max_new_tokens,
                            eos_ids=self.eos_ids, pad_id=self.pad_id, temperature=s.temperature, top_p=s.top_p,
-                           top_k=s.top_k, generator=self.generator(step), with_grad=s.single_pass)
+                           top_k=s.top_k, generator=self.generator(step), with_grad=s.single_pass, step=step + 1)
             rewards, info = self.token_rewards(roll, columns)
             row.update(info)
             mask = roll.mask.float()
@@ -682,17 +696,23 @@ class A2CTrainer:
                        ret=masked_mean(returns, mask).item(), length=float(roll.lengths.float().mean()),
                        finished=float(roll.finished.float().mean()), rollout_s=roll.seconds)
             if not math.isfinite(row["loss"]):
-                raise FloatingPointError(f"non-finite loss {row['loss']}")
+                raise NonFinite("A2C", step + 1, "loss", row["loss"])
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # fp16 compute: the loss scaled up for the backward (gradients too small for fp16 survive), the
+            # gradients scaled back before clipping; a disabled scaler (CPU, bf16, float32) changes nothing
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
             # Clipped separately: a large critic gradient must not shrink the policy's step.
             grad_norm = torch.nn.utils.clip_grad_norm_(self.policy_params, s.max_grad_norm)
             value_grad_norm = torch.nn.utils.clip_grad_norm_(list(self.value_head.parameters()), s.max_grad_norm)
-            if not (torch.isfinite(grad_norm) and torch.isfinite(value_grad_norm)):
-                raise FloatingPointError(f"non-finite gradient norm {grad_norm.item()} / {value_grad_norm.item()}")
-            self.optimizer.step()
-            row.update(grad_norm=float(grad_norm), value_grad_norm=float(value_grad_norm), skipped=False, error="",
-                       warmup=warmup)
+            overflow = not bool(torch.isfinite(grad_norm) and torch.isfinite(value_grad_norm))
+            if overflow and not self.scaler.is_enabled():
+                raise NonFinite("A2C", step + 1, "gradient norm", f"{grad_norm.item()} / {value_grad_norm.item()}")
+            self.scaler.step(self.optimizer)  # a scaler skips the update on inf gradients (the scale was too high)
+            self.scaler.update()  # ... and lowers the scale: such a step is skipped, not failed
+            row.update(grad_norm=float(grad_norm), value_grad_norm=float(value_grad_norm), skipped=overflow,
+                       error=f"fp16 gradient overflow: loss scale lowered to {self.scaler.get_scale():g}"
+                       if overflow else "", warmup=warmup)
             self.failures = 0
         except Exception as err:  # a bad batch must not kill the loop
             self.optimizer.zero_grad(set_to_none=True)
@@ -701,7 +721,8 @@ class A2CTrainer:
             row["traceback"] = traceback.format_exc()[-3000:]
             if self.failures >= s.max_failures:
                 self._append(row)
-                raise RuntimeError(f"{self.failures} consecutive A2C steps failed; last: {row['error']}") from err
+                message = str(err) if isinstance(err, NonFinite) else f"A2C step {step + 1}: {row['error']}"
+                raise RuntimeError(f"{message} ({self.failures} consecutive A2C steps failed)") from err
         finally:
             self.model.eval()
         row["seconds"] = time.perf_counter() - t0
@@ -781,7 +802,8 @@ class A2CTrainer:
         folder = checkpoints.folder(self.run_dir, self.step_count)
         self.save_policy(folder)
         checkpoints.write_state({"step": self.step_count, "optimizer": self.optimizer.state_dict(),
-                                 "failures": self.failures, "settings": asdict(self.settings), "log": self.log},
+                                 "failures": self.failures, "settings": asdict(self.settings), "log": self.log,
+                                 "scaler": self.scaler.state_dict()},
                                 folder / TRAINER_STATE)
         checkpoints.prune(self.run_dir, self.settings.keep_checkpoints)
         return folder
@@ -800,6 +822,8 @@ class A2CTrainer:
         load_adapter_weights(self.model, folder)
         self.value_head.load_state_dict(ValueHead.load(folder, self.device).state_dict())
         self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):  # fp16 loss scaling: its scale goes on from where it was
+            self.scaler.load_state_dict(state["scaler"])
         self.step_count, self.failures, self.log = state["step"], state["failures"], list(state["log"])
         self._write_log(self.log, "w")  # the log file follows the checkpoint
 

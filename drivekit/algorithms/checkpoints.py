@@ -1,8 +1,8 @@
 """Numbered checkpoint folders of a training run: ``<run_dir>/checkpoint-<step>/``.
 
-Shared by the training loops (A2C, SFT): which checkpoints a run directory holds, the latest
-complete one (a folder counts once its trainer-state file is written, so a run killed while
-saving resumes from the one before), writing that file atomically (a temporary file renamed over
+Shared by the training loops (A2C, SFT; GRPO for its marker file in trl's checkpoints): which checkpoints a
+run directory holds, the latest complete one (a folder counts once its trainer-state file is written, so a
+run killed while saving resumes from the one before), writing that file atomically (a temporary file renamed over
 it: :func:`drivekit.core.files.write_atomic`) and reading it back with ``weights_only=True`` (plain
 tensors, numbers, strings, lists and dicts only) and the file named when it cannot be read
 (:class:`drivekit.core.files.Unfinished`), refusing a resume whose settings differ from the state's,

@@ -15,7 +15,9 @@ transformers' Trainer names them: ``train/loss``, ``train/learning_rate``, ``tra
 (``checkpoint-<step>``, as the paper's checkpoint-120) and keeps the one with the lowest validation
 loss as ``best``. The newest checkpoint also holds the trainer state (``trainer_state.pt``:
 optimiser, schedule, step, data order, best so far, loss log; ``rng_state_<process>.pt``), so
-``train(..., resume=True)`` continues an interrupted run exactly as it would have gone on.
+``train(..., resume=True)`` continues an interrupted run exactly as it would have gone on. An inf or NaN
+training loss stops the run (:class:`drivekit.models.vlm.NonFinite`, naming the step and the remedy); with
+fp16 compute (a T4) accelerate scales the loss (``mixed_precision="fp16"``).
 Evaluation generates greedily on the toy test split and parses each answer with ``formats.parse_text``.
 
 The stage around this loop (toy split in, run directory out, command line) is
@@ -45,7 +47,7 @@ from drivekit.models import prompts
 from drivekit.evaluation.reports import prediction_row
 from drivekit.text.formats import target_text
 from drivekit.text.json_output import json_target_for
-from drivekit.models.vlm import LoraSettings, default_device, keep_4bit_trainable
+from drivekit.models.vlm import LoraSettings, NonFinite, default_device, fp16_compute, keep_4bit_trainable
 from drivekit.core.tracking import Report, Tracker
 
 
@@ -221,8 +223,11 @@ def train(model, processor, train_set, val_set, settings: SFTSettings, out: str 
 
     out = Path(out)
     keep_4bit_trainable(model)  # a generate() before training may have repacked the 4-bit weights
-    # cpu=True on a machine without CUDA: accelerate then starts the gloo process group under torchrun
-    accelerator = Accelerator(gradient_accumulation_steps=settings.grad_accum, cpu=default_device().type == "cpu")
+    # cpu=True on a machine without CUDA: accelerate then starts the gloo process group under torchrun.
+    # fp16 compute (a T4): accelerate's fp16 mixed precision, i.e. autocast and a loss scaler (the LoRA weights
+    # stay float32, models.vlm.trainable_in_float32); elsewhere none, as before
+    accelerator = Accelerator(gradient_accumulation_steps=settings.grad_accum, cpu=default_device().type == "cpu",
+                              mixed_precision="fp16" if fp16_compute(model) else "no")
     launched = int(os.environ.get("WORLD_SIZE", accelerator.num_processes))  # torchrun's count
     if accelerator.num_processes != launched:
         raise RuntimeError(f"launched as {launched} processes (WORLD_SIZE), but accelerate runs "
@@ -265,6 +270,9 @@ def train(model, processor, train_set, val_set, settings: SFTSettings, out: str 
             at.batches += 1
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
+                summed = accelerator.reduce(loss.detach().clone(), "sum")  # inf or NaN on any process stops all
+                if not bool(torch.isfinite(summed)):
+                    raise NonFinite("SFT", at.step + 1, "loss", summed.item())
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(params, 1.0)

@@ -59,7 +59,9 @@ PRESETS: dict[str, dict] = {
     "t4": dict(
         profile="paper",
         config=dict(vlm="HuggingFaceTB/SmolVLM-256M-Instruct", image_edge=1024),
-        compute_dtype="float16",  # a T4 (compute capability 7.5) has no bf16 in hardware
+        # a T4 (compute capability 7.5) has no bf16 in hardware. fp16 is guarded: LoRA and value-head weights in
+        # float32, the loss scaled (accelerate / GradScaler / trl fp16), an inf or NaN loss stops the run
+        compute_dtype="float16",
         settings={
             # the paper's 6 epochs and 16 clips an optimiser step, as 2 micro-batches of 8 (SFT at batch 8:
             # 5.3 GiB allocated / 11.3 reserved measured at 13 tiles); a validation every 25 steps, not 10

@@ -21,8 +21,11 @@ Options, as in the paper's QLoRA recipe:
 - ``image_edge`` / ``image_splitting``: the processor's resolution (longest edge before tiling)
   and tiling, passed to ``AutoProcessor.from_pretrained`` (a ``Config`` carries them).
 
-Adapter helpers shared by the training loops: :func:`keep_4bit_trainable`, :func:`set_lora_dropout`,
-:func:`reference_policy` (run the frozen SFT adapter as π_ref) and :func:`load_adapter_weights`.
+Adapter helpers shared by the training loops: :func:`keep_4bit_trainable`, :func:`trainable_in_float32`,
+:func:`set_lora_dropout`, :func:`reference_policy` (run the frozen SFT adapter as π_ref) and
+:func:`load_adapter_weights`. What sampling may never emit: :func:`unsampleable_token_ids` (every special token
+but the end tokens; ``load_vlm`` records them on the model, :func:`banned_token_ids` reads them back). What
+stops a run whose loss or logits are inf or NaN: :class:`NonFinite`, which names the step and the remedy.
 """
 from __future__ import annotations
 
@@ -253,9 +256,109 @@ def load_vlm(source: Config | str | Path, *, quantize_4bit: bool | None = None, 
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     if training:
         frozen_vision_without_gradients(model)
+        trainable_in_float32(model)
     else:
         model.eval()
+    mark_unsampleable(model, processor)
     return model, processor
+
+
+# ---------------------------------------------------------------------------------------------
+# fp16: trainable weights in float32, and a run that stops on an inf or NaN loss
+# ---------------------------------------------------------------------------------------------
+def trainable_in_float32(model: torch.nn.Module) -> int:
+    """Cast every trainable parameter held in float16 or bfloat16 to float32; returns how many were cast.
+
+    With fp16 compute (a T4, the ``t4`` preset) a LoRA weight or its Adam update kept in float16 would round
+    small updates away and overflow at 65504; in float32 only the frozen base computes in fp16 (peft casts a
+    LoRA layer's input to its weight's dtype). peft already makes LoRA weights on a 4-bit base float32 and
+    ``prepare_model_for_kbit_training`` the other trainable ones: this holds it for any other route. On a CPU
+    (float32 compute) nothing changes."""
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16):
+            param.data = param.data.float()
+            cast += 1
+    return cast
+
+
+def fp16_compute(model: torch.nn.Module) -> bool:
+    """Whether ``model`` runs on a GPU and computes in float16 (:func:`compute_dtype` on a GPU without native
+    bf16, such as a T4: its 4-bit layers' compute dtype, or its weights), so that a backward needs loss
+    scaling. False on a CPU."""
+    if next(model.parameters()).device.type != "cuda":
+        return False
+    if any(getattr(m, "compute_dtype", None) == torch.float16 for m in model.modules()):
+        return True
+    return any(p.dtype == torch.float16 for p in model.parameters())
+
+
+REMEDY = "use compute dtype float32/bfloat16 or lower the lr"
+
+
+class NonFinite(FloatingPointError):
+    """A training loss (or logits) that is inf or NaN: ``"<algorithm> step <step>: <what> is <value> (fp16
+    overflow?): <remedy>"``. SFT and GRPO stop at once; A2C skips the step and stops after ``max_failures``."""
+
+    def __init__(self, algorithm: str, step: int | None, what: str, value):
+        self.algorithm, self.step, self.what = algorithm, step, what
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            pass
+        where = f"{algorithm} step {step}" if step is not None else f"{algorithm} sampling"
+        super().__init__(f"{where}: {what} is {value} (fp16 overflow?): {REMEDY}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens sampling may never emit
+# ---------------------------------------------------------------------------------------------
+UNSAMPLEABLE = "_drivekit_unsampleable_ids"  # the attribute load_vlm records them under, on the transformers model
+
+
+def unsampleable_token_ids(processor, model: torch.nn.Module | None = None) -> list[int]:
+    """Token ids a sampled completion may never hold: the image token (a completion holding one makes the
+    model count more image tokens than image features, "image features and image tokens do not match") and
+    every other special token of the tokenizer (``<fake_token_around_image>``, ``<global-img>``, the
+    ``<row_i_col_j>`` tile tokens, ``<|im_start|>``, padding, ...), except the end tokens (the tokenizer's
+    end-of-sequence token, ``<end_of_utterance>`` and ``model``'s generation ``eos_token_id``), which end
+    a completion. Sorted."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    ends = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(prompts.END_OF_UTTERANCE)}
+    generation = getattr(model, "generation_config", None) if model is not None else None
+    eos = getattr(generation, "eos_token_id", None)
+    ends.update(eos if isinstance(eos, (list, tuple)) else [eos])
+    special = set(tokenizer.all_special_ids)
+    special.update(i for i, added in tokenizer.added_tokens_decoder.items() if added.special)
+    image = getattr(getattr(model, "config", None), "image_token_id", None)
+    if image is None:
+        image = getattr(processor, "image_token_id", None)
+    if image is not None:
+        special.add(int(image))
+    return sorted(int(i) for i in special - {e for e in ends if e is not None})
+
+
+def base_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model under a peft wrapper (the model itself otherwise)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def mark_unsampleable(model: torch.nn.Module, processor) -> list[int]:
+    """Record :func:`unsampleable_token_ids` on ``model`` (read back by :func:`banned_token_ids`)."""
+    ids = unsampleable_token_ids(processor, base_of(model))
+    setattr(base_of(model), UNSAMPLEABLE, ids)
+    return ids
+
+
+def banned_token_ids(model: torch.nn.Module) -> list[int]:
+    """The tokens sampling from ``model`` must never emit: those :func:`mark_unsampleable` recorded
+    (``load_vlm`` does), and in any case the image token of a VLM's config."""
+    base = base_of(model)
+    ids = set(getattr(base, UNSAMPLEABLE, ()))
+    image = getattr(base.config, "image_token_id", None)
+    if image is not None:
+        ids.add(int(image))
+    return sorted(ids)
 
 
 VISION_MODEL = "vision_model"  # the vision encoder's module name in an Idefics3 (SmolVLM) model

@@ -4,7 +4,9 @@ GRPO (:mod:`drivekit.algorithms.grpo`, trl's ``GRPOTrainer``) starts from a save
 default) and trains it further on dataset items with the same reward object A2C takes
 (:class:`drivekit.rewards.weighted_reward.WeightedReward`). The run directory (:class:`GRPOArtifacts`,
 ``<runs>/grpo``) holds ``policy/`` (the adapter), ``log.csv``, ``predictions.jsonl`` (toy test split),
-``summary.json`` (written last, atomically, with the settings) and ``run/`` (trl's working folder).
+``summary.json`` (written last, atomically, with the settings) and ``run/`` (trl's working folder, with its
+checkpoints: a run cut off, e.g. by a Colab disconnect, continues from the latest one,
+:func:`drivekit.algorithms.grpo.train`).
 
 Symmetric with :mod:`drivekit.stages.a2c_stage`: the same functions with the same arguments and
 results: ``load_policy`` (a :class:`drivekit.stages.runs.Policy`), ``build_trainer``, ``train`` (the
@@ -21,7 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from drivekit.algorithms.grpo import GRPOSettings, build_trainer as grpo_trainer, log_frame
+from drivekit.algorithms.grpo import (GRPOSettings, build_trainer as grpo_trainer, log_frame, release_checkpoints,
+                                     resumable, train as grpo_train)
 from drivekit.algorithms.sft import SFTSettings, predict
 from drivekit.core.config import Config, load, profile_defaults
 from drivekit.core.tracking import Report
@@ -68,13 +71,15 @@ def train(cfg: Config, items: Sequence[Mapping], reward, settings: GRPOSettings,
           out: str | Path | None = None, progress: bool = False, report: Report | None = None) -> runs.Trained:
     """GRPO from the adapter ``start`` on ``items`` with ``reward`` (the experiment harness's interface,
     shared with :func:`drivekit.stages.a2c_stage.train`). With ``out``, trl works in ``<out>/trl`` and the
-    trained adapter goes to ``<out>/policy``; ``report``: where it reports (default ``$DRIVEKIT_REPORT_TO``)."""
+    trained adapter goes to ``<out>/policy``; ``report``: where it reports (default ``$DRIVEKIT_REPORT_TO``).
+    Trains afresh, as :func:`drivekit.stages.a2c_stage.train` (checkpoints of an older run in ``<out>/trl`` are
+    released)."""
     policy = load_policy(cfg, start)
     run_dir = Path(out) / "trl" if out is not None else None
     trainer = build_trainer(cfg, items, reward, settings, policy=policy, run_dir=run_dir, progress=progress,
                             report=report)
     t0 = time.perf_counter()
-    trainer.train()
+    grpo_train(trainer, resume=False)
     seconds = time.perf_counter() - t0
     if out is not None:
         trainer.model.save_pretrained(Path(out) / "policy")
@@ -113,7 +118,9 @@ def run(cfg: Config | None = None, settings: GRPOSettings | None = None, out: st
     """The GRPO counterpart of :func:`drivekit.stages.a2c_stage.run`: GRPO (``settings``, default the
     profile's ``GRPOSettings``) from the SFT adapter on the toy train subset with R = w1·R1 + w2·R2
     (``reward``, default the profile's ``RewardSettings``), then greedy predictions on the toy test split
-    (at the profile's SFT settings), compared with SFT's."""
+    (at the profile's SFT settings), compared with SFT's. Training continues from the latest checkpoint in
+    ``run/`` when there is one (one written with other settings is refused, its file named:
+    :func:`drivekit.algorithms.grpo.train`; :func:`ensure` releases those first)."""
     cfg = cfg or load()
     settings = settings or profile_defaults(GRPOSettings, cfg)
     result = GRPOArtifacts(Path(out)) if out else artifacts(cfg)
@@ -125,7 +132,7 @@ def run(cfg: Config | None = None, settings: GRPOSettings | None = None, out: st
     trainer = build_trainer(cfg, items_of(cfg, data.train), weighted, settings, policy=policy,
                             run_dir=result.dir / "run", progress=progress)
     t0 = time.perf_counter()
-    trainer.train()
+    grpo_train(trainer, resume=True)
     seconds = time.perf_counter() - t0
     rows = predict(trainer.model, policy.processor, data.test, profile_defaults(SFTSettings, cfg), progress)
     table = compare({"SFT": sft_rows, "GRPO": rows}, weighted)
@@ -135,7 +142,12 @@ def run(cfg: Config | None = None, settings: GRPOSettings | None = None, out: st
 
 def ensure(cfg: Config | None = None, settings: GRPOSettings | None = None) -> GRPOArtifacts:
     """The GRPO artifacts of ``cfg`` with ``settings`` (default: the profile's), made by :func:`run` unless
-    they are a finished run of those settings (:func:`drivekit.stages.runs.ensure`, which says why it runs)."""
+    they are a finished run of those settings (:func:`drivekit.stages.runs.ensure`, which says why it runs);
+    a run that was cut off continues from its latest checkpoint, a run of other settings is trained afresh
+    (as :func:`drivekit.stages.sft_stage.ensure`)."""
     cfg = cfg or load()
     settings = settings or profile_defaults(GRPOSettings, cfg)
+    result = artifacts(cfg)
+    if result.unfinished(settings) is not None and not resumable(result.dir / "run", settings):
+        release_checkpoints(result.dir / "run")  # checkpoints of other settings (or none): trained afresh
     return runs.ensure(GRPOArtifacts, partial(run, settings=settings), cfg, settings)

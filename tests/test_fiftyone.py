@@ -1,10 +1,11 @@
-"""BDD-OIA's public FiftyOne copy converted into the official layout (drivekit.data.fiftyone).
+"""BDD-OIA's public FiftyOne copy, read as it is (drivekit.data.bddoia, check-data) and converted into the
+official layout (drivekit.data.fiftyone).
 
 The FiftyOne copy is built here from the session's ``official_layout`` fixture (tests/conftest.py), with
 the same labels: a sample with exactly one action gets ``category`` as a class index (as that copy
 stores it), the others keep the official vector, and every annotation carries the copy's extra
-fields (``unsafe``, ``frames``). Converting it back must give the same labels, the same rows dropped,
-and the same toy split.
+fields (``unsafe``, ``frames``). Read directly or converted back, it must give the same labels, the same
+rows dropped, and the same toy split.
 """
 import json
 import shutil
@@ -62,11 +63,60 @@ def test_the_toy_split_from_the_copy_equals_the_one_from_the_official_layout(off
     assert split_of(tmp_path / "bdd-oia") == split_of(official_layout)
 
 
-def test_a_class_index_is_one_hot_and_index_4_is_dropped_as_confuse(tmp_path):
+def test_the_copy_is_read_as_it_is_with_the_labels_and_the_toy_split_of_the_official_layout(official_layout,
+                                                                                            fiftyone_copy):
+    assert all(bddoia.layout(fiftyone_copy, s) == "fiftyone" for s in bddoia.SPLITS)
+    assert all(bddoia.layout(official_layout, s) == "official" for s in bddoia.SPLITS)
+    direct, original = bddoia.read_splits(fiftyone_copy), bddoia.read_splits(official_layout)
+    for split in bddoia.SPLITS:
+        assert direct[split].samples == original[split].samples
+        assert direct[split].dropped == original[split].dropped
+
+    def split_of(splits):
+        return toy_split.make_toy_split([s for labels in splits.values() for s in labels.samples], seed=0)
+
+    assert split_of(direct) == split_of(original)
+    assert bddoia.validate(fiftyone_copy) == []
+
+
+def test_check_data_accepts_the_copy_as_it_is(official_layout, fiftyone_copy):
+    done = subprocess.run([sys.executable, "-m", "drivekit", "check-data", str(fiftyone_copy)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report, official = check_data.check(fiftyone_copy), check_data.check(official_layout)
+    assert report.ok and report.hint == ""
+    for split in bddoia.SPLITS:
+        ours, theirs = report.splits[split], official.splits[split]
+        assert (ours.kept, ours.dropped, ours.present, ours.action_counts, ours.reason_counts) == \
+            (theirs.kept, theirs.dropped, theirs.present, theirs.action_counts, theirs.reason_counts)
+        assert f"{split}: {ours.rows} rows in {split}_25k_images.json (the FiftyOne layout)" in done.stdout
+    assert done.stdout.strip().splitlines()[-1].startswith("usable:")
+
+
+def test_check_data_names_the_copys_file_and_field(fiftyone_copy, tmp_path):
+    bad = Path(shutil.copytree(fiftyone_copy, tmp_path / "bad", symlinks=True))
+    path = bad / "train_25k_images.json"
+    data = json.loads(path.read_text())
+    data["annotations"][5]["reason"] = data["annotations"][5]["reason"][:20]
+    path.write_text(json.dumps(data))
+    done = subprocess.run([sys.executable, "-m", "drivekit", "check-data", str(bad)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert f"ERROR {path}: annotations[5].reason" in done.stdout and "has length 20, expected 21" in done.stdout
+
+
+def test_a_class_index_is_one_hot_and_index_4_is_dropped_as_confuse(fiftyone_copy, tmp_path):
+    copy = Path(shutil.copytree(fiftyone_copy, tmp_path / "confuse", symlinks=True))
+    path = copy / "val_25k_images.json"
+    data = json.loads(path.read_text())
+    data["annotations"][2]["category"] = 4
+    path.write_text(json.dumps(data))
+    before, after = bddoia.read_split(fiftyone_copy, "val"), bddoia.read_split(copy, "val")
+    assert (after.dropped, len(after.samples)) == (before.dropped + 1, len(before.samples) - 1)
     where = tmp_path / "x.json"
-    assert fiftyone.category_vector(2, where, "c") == [0, 0, 1, 0, 0]
-    assert fiftyone.category_vector([1, 0, 0, 1], where, "c") == [1, 0, 0, 1]
-    confuse = fiftyone.category_vector(4, where, "c")
+    assert bddoia.category_vector(2, where, "c") == [0, 0, 1, 0, 0]
+    assert bddoia.category_vector([1, 0, 0, 1], where, "c") == [1, 0, 0, 1]
+    confuse = bddoia.category_vector(4, where, "c")
     assert confuse[4] == 1
 
 

@@ -5,6 +5,18 @@
 <root>/{split}_25k_images_actions.json   {"images": [{file_name, id}], "annotations": [{id, category}]}
 <root>/{split}_25k_images_reasons.json   [{file_name, reason}]
 ```
+It also reads the public FiftyOne copy (the official download answers "access denied" for many users),
+where one file per split holds both labels::
+
+    <root>/{split}_25k_images.json   {"images": [{file_name, id, ...}],
+                                      "annotations": [{id, category, reason, unsafe, frames, ...}]}
+
+``category`` is there either the official vector (4 values, or 5 with "confuse" last) or one class index
+(0 forward, 1 stop, 2 left, 3 right, 4 confuse: the one-hot vector, "confuse" as a 5th value);
+``reason`` is the 21-value vector in the official order (the copy's per-index counts match the official
+per-index totals, DESIGN §4.2, although that copy's loader prints other *names* beside them);
+``unsafe`` and ``frames`` are not used. A split is read from the official files when either exists,
+else from the FiftyOne file (:func:`layout`).
 Like the official loader, samples are sorted by file_name and a row whose action vector has a
 5th value of 1 ("confuse") is dropped. Unlike it, images and annotations are joined by ``id``
 and reasons by ``file_name`` (not by list position), and any inconsistency raises
@@ -127,8 +139,29 @@ def _images_and_annotations(path: Path) -> dict:
     return data
 
 
-def _read_actions(path: Path) -> dict[str, list[int]]:
-    """file_name -> category (4 or 5 values) from an actions file, joined by id."""
+CONFUSE = N_ACTIONS  # the FiftyOne copy's class index (and the vector position) of "confuse"
+
+
+def category_vector(value, path: Path, field: str) -> list[int]:
+    """A FiftyOne annotation's ``category`` as the official vector: a list is checked and kept, a class
+    index becomes one-hot (with the 5th "confuse" value for index 4)."""
+    if type(value) is int:
+        if not 0 <= value <= CONFUSE:
+            raise BDDOIAFormatError(path, field, f"class index {value} is not 0-{CONFUSE} (forward, stop, left, "
+                                                 "right, confuse)")
+        vector = [0] * (N_ACTIONS + 1)
+        vector[value] = 1
+        return vector
+    if isinstance(value, list):
+        _check_binary(path, field, value, (N_ACTIONS, N_ACTIONS + 1))
+        return list(value)
+    raise BDDOIAFormatError(path, field, f"expected a class index or a list of 0/1, got {value!r}")
+
+
+def _read_actions(path: Path, reasons: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
+    """file_name -> category (4 or 5 values) from an actions file, joined by id. With ``reasons`` (a dict to
+    fill) the file is the FiftyOne copy's: ``category`` may be a class index, and each annotation's
+    ``reason`` goes into ``reasons``."""
     data = _images_and_annotations(path)
     names: dict[int, str] = {}  # id -> file_name
     seen: set[str] = set()
@@ -150,9 +183,17 @@ def _read_actions(path: Path) -> dict[str, list[int]]:
         if name in categories:
             problem = f"duplicate annotation for id {ann_id} ({name!r})"
             raise BDDOIAFormatError(path, f"annotations[{i}].id", problem)
-        category = _get(path, annotation, f"annotations[{i}]", "category", list)
         field = f"annotations[{i}].category (id {ann_id}, file_name {name!r})"
-        _check_binary(path, field, category, (N_ACTIONS, N_ACTIONS + 1))
+        if reasons is None:
+            category = _get(path, annotation, f"annotations[{i}]", "category", list)
+            _check_binary(path, field, category, (N_ACTIONS, N_ACTIONS + 1))
+        else:
+            if "category" not in annotation:
+                raise BDDOIAFormatError(path, f"annotations[{i}].category", "missing")
+            category = category_vector(annotation["category"], path, field)
+            reason = _get(path, annotation, f"annotations[{i}]", "reason", list)
+            _check_binary(path, f"annotations[{i}].reason (id {ann_id}, file_name {name!r})", reason, (N_REASONS,))
+            reasons[name] = list(reason)
         categories[name] = category
     for image_id, name in names.items():
         if name not in categories:
@@ -183,12 +224,42 @@ def _only_in(names: set[str], here: Path, there: Path) -> None:
         raise BDDOIAFormatError(there, "file_name", f"{first!r}{more} is in {here.name} but not in this file")
 
 
-def read_split(root: str | Path, split: str) -> SplitLabels:
-    """The labels of ``split``, sorted by file_name, "confuse" rows dropped (as the official loader)."""
+def fiftyone_path(root: str | Path, split: str) -> Path:
+    """The FiftyOne copy's label file of ``split`` (both labels in one file)."""
+    return Path(root) / f"{split}_25k_images.json"
+
+
+def layout(root: str | Path, split: str) -> str:
+    """``"official"`` when either official label file of ``split`` exists (or none of the FiftyOne one does,
+    so that a missing split names the official file), else ``"fiftyone"``."""
+    official = actions_path(root, split).is_file() or reasons_path(root, split).is_file()
+    return "fiftyone" if not official and fiftyone_path(root, split).is_file() else "official"
+
+
+def label_files(root: str | Path, split: str) -> list[Path]:
+    """The label files ``split`` is read from (:func:`layout`): the actions file first."""
+    if layout(root, split) == "fiftyone":
+        return [fiftyone_path(root, split)]
+    return [actions_path(root, split), reasons_path(root, split)]
+
+
+def read_label_rows(root: str | Path, split: str) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """``(file_name -> category, file_name -> reason)`` of every row of ``split``, "confuse" rows included,
+    from either layout; every file_name in both."""
+    if layout(root, split) == "fiftyone":
+        reasons: dict[str, list[int]] = {}
+        return _read_actions(fiftyone_path(root, split), reasons), reasons
     a_path, r_path = actions_path(root, split), reasons_path(root, split)
     categories, reasons = _read_actions(a_path), _read_reasons(r_path)
     _only_in(categories.keys() - reasons.keys(), a_path, r_path)
     _only_in(reasons.keys() - categories.keys(), r_path, a_path)
+    return categories, reasons
+
+
+def read_split(root: str | Path, split: str) -> SplitLabels:
+    """The labels of ``split``, sorted by file_name, "confuse" rows dropped (as the official loader), from
+    either layout (:func:`layout`)."""
+    categories, reasons = read_label_rows(root, split)
     samples, dropped = [], 0
     for name in sorted(categories):
         category = categories[name]

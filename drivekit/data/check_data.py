@@ -1,7 +1,7 @@
 """``python -m drivekit check-data PATH``: is a BDD-OIA copy on disk complete, and what does it hold?
 
-The copy is read through :mod:`drivekit.data.bddoia`, the reader the course uses. Per split the report
-gives the rows of the two label files, the rows the official loader keeps and the ones it drops
+The copy is read through :mod:`drivekit.data.bddoia`, the reader the course uses, in the official layout or
+the public FiftyOne copy's (one label file per split). Per split the report gives the rows of the label files, the rows the official loader keeps and the ones it drops
 ("confuse": a 5th action value of 1), which images of the kept rows are present under ``data/``,
 and the label counts; then one verdict line. Every problem is a
 :class:`~drivekit.data.bddoia.BDDOIAFormatError` naming the file and the field. :func:`check` returns the
@@ -29,7 +29,7 @@ from pathlib import Path
 from PIL import JpegImagePlugin
 
 from drivekit.data.bddoia import (
-    SPLITS, BDDOIAFormatError, actions_path, frame_paths, image_path, load_image, read_split, reasons_path,
+    SPLITS, BDDOIAFormatError, frame_paths, image_path, label_files, load_image, read_split,
 )
 from drivekit.core.taxonomy import ACTION_PHRASES, REASON_KEYS
 
@@ -69,7 +69,8 @@ class SplitReport:
 
     @property
     def rows(self) -> int:
-        """Rows in the actions file, which are the rows in the reasons file (the reader checks it)."""
+        """Rows in the actions file, which are the rows in the reasons file (the reader checks it), or in the
+        FiftyOne file."""
         return self.kept + self.dropped
 
     @property
@@ -172,7 +173,7 @@ def _check_split(root: Path, split: str, listing: set[str], decode: bool,
     report.labels_read, report.kept, report.dropped = True, len(samples), labels.dropped
     report.action_counts = {p: sum(s.actions[i] for s in samples) for i, p in enumerate(ACTION_PHRASES)}
     report.reason_counts = {k: sum(s.reasons[i] for s in samples) for i, k in enumerate(REASON_KEYS)}
-    a_path = actions_path(root, split)
+    a_path = label_files(root, split)[0]  # the file that lists the images (actions file, or the FiftyOne file)
     if not samples:
         report.errors.append(BDDOIAFormatError(a_path, "images", "no row is kept: the split is empty"))
     if labels_only:
@@ -314,12 +315,14 @@ def _missing_problem(root: Path, report: SplitReport) -> str:
 def _hint(root: Path) -> str:
     if not root.is_dir():
         return f"{root} is not a folder: give the folder that holds data/ and the *_25k_images_*.json files"
-    if any(root.glob("*_25k_images_actions.json")):
+    if any(root.glob("*_25k_images_actions.json")) or any(root.glob("*_25k_images.json")):
         return ""
-    below = sorted({str(p.parent) for p in root.glob("*/*_25k_images_actions.json")})
+    below = sorted({str(p.parent) for pattern in ("*/*_25k_images_actions.json", "*/*_25k_images.json")
+                    for p in root.glob(pattern)})
     if below:
         return f"the label files are in {_names(below, quote=False)}: point check-data (and DRIVEKIT_DATA) there"
-    return "no *_25k_images_actions.json here: is this the folder the release was unzipped into?"
+    return ("no *_25k_images_actions.json (official layout) or *_25k_images.json (FiftyOne copy) here: is this "
+            "the folder the release was unzipped into?")
 
 
 def _count(items: Sequence, noun: str) -> str:
@@ -334,7 +337,8 @@ def _names(names: Sequence[str], quote: bool = True) -> str:
 def _split_lines(root: Path, r: SplitReport, labels_only: bool = False) -> list[str]:
     if not r.labels_read:
         return [f"{r.split}: labels not read", *(f"  ERROR {err}" for err in r.errors)]
-    files = f"{actions_path(root, r.split).name} and {reasons_path(root, r.split).name}"
+    names = [path.name for path in label_files(root, r.split)]
+    files = f"each of {names[0]} and {names[1]}" if len(names) == 2 else f"{names[0]} (the FiftyOne layout)"
     dropped = (f"dropped {r.dropped} (5th action value 1, \"confuse\": the official loader skips these rows)"
                if r.dropped else "dropped 0 (no row has a 5th action value of 1, \"confuse\")")
     images = f"images: {r.present} of {r.kept} kept rows present in data/"
@@ -353,7 +357,7 @@ def _split_lines(root: Path, r: SplitReport, labels_only: bool = False) -> list[
         reasons += f" (never: {_names(never, quote=False)})"
     actions = " · ".join(f"{p} {n}" for p, n in r.action_counts.items())
     return [
-        f"{r.split}: {r.rows} rows in each of {files}",
+        f"{r.split}: {r.rows} rows in {files}",
         f"  kept {r.kept}, {dropped}",
         f"  {images}",
         f"  actions (positives in kept rows): {actions}",

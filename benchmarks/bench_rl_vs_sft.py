@@ -4,12 +4,15 @@ final run's answers, clip by clip.
     python benchmarks/bench_rl_vs_sft.py --runs /tmp/rl-vs-sft --jobs 2 [the options of
                                          python -m drivekit rl-vs-sft, its --out being --runs here]
 
-Writes ``benchmarks/results/rl_vs_sft.json`` (``record.py``: command, commit, clean tree, versions,
-machine; ``results`` as ``experiment.summarize`` gives them, with the tuning) and, beside it,
-``rl_vs_sft_predictions.jsonl.gz``: every final run's answers on the validation clips and the test
-split (method, seed, split, clip, predicted and true labels), from which
-``experiment.paired_from_predictions`` recomputes every fixed / broken count and sign test. Both
-need a clean git tree (``--out FILE`` writes the JSON elsewhere, the answers beside it).
+With no option it is the whole experiment in one go, resumable (finished runs are reused): 5 seeds, every
+method, the references, both tunings on seed 0 (validation; the 63-clip selection set), every final run, the
+fresh test split answered once, the summary with its diagnostics. Writes ``benchmarks/results/rl_vs_sft.json``
+(``record.py``: command, commit, clean tree, versions, machine; ``results`` as ``experiment.summarize`` gives
+them, with both tunings and the judge's error rates) and, beside it, ``rl_vs_sft_predictions.jsonl.gz``: every
+final run's answers on the validation clips, the toy test split and the fresh test split (method, seed, split,
+clip, predicted and true labels), from which ``experiment.paired_from_predictions`` recomputes every fixed /
+broken count and sign test. Both need a clean git tree (``--out FILE`` writes the JSON elsewhere, the answers
+beside it).
 """
 from __future__ import annotations
 

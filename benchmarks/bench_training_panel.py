@@ -46,7 +46,7 @@ record.check("training_panel", a.out)
 cfg = config.load()
 results = experiment.load_results(config.HOME / "benchmarks" / "results" / "rl_vs_sft.json")
 exp = experiment.tuned(experiment.ExperimentSettings(), results["tuning"]).replace(
-    methods=("A2C-R2",), steps=100, sft_all=False, val_size=64)  # notebook 04's `short`
+    methods=("A2C-R2",), steps=100, sft_all=False, val_size=64, fresh_test=0)  # notebook 04's `short`
 reward = make_reward(config.profile_defaults(RewardSettings, cfg), ClipReward.from_config(cfg))
 weights = {"r1": 0.0, "r2": 1.0}  # the panel's default: the experiment's reward
 R1_ONLY = {"r1": 1.0, "r2": 0.0}

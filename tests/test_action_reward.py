@@ -184,3 +184,67 @@ def test_majority_vote_rewards_agreement_with_the_clips_majority_and_reads_no_la
     with pytest.raises(ValueError, match="file_name"):
         vote([stop], actions=[[0, 1, 0, 0]])
     assert "majority" in ar.LABEL_FREE and "label_f1" not in ar.LABEL_FREE
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 34: a confident vote, a reward gated by the answer's form, monitors and "no signal"
+# ---------------------------------------------------------------------------------------------
+RIGHT, OTHER = target_text(*FORWARD_FOLLOW), target_text(*STOP_CAR)
+
+
+def test_a_confident_vote_speaks_only_where_enough_answers_agree():
+    vote = ar.action_reward("majority", min_agree=3)
+    clips = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    answers = [RIGHT, RIGHT, RIGHT, OTHER,  # 3 of 4: the majority
+               RIGHT, RIGHT, OTHER, "garbage",  # 2 of the 3 that parse: below the threshold
+               "x", "y", "z", ""]  # nothing parses
+    scores = vote(answers, file_name=clips)
+    assert scores[:4] == [1.0, 1.0, 1.0, 0.0] and scores[4:] == [None] * 8
+    assert vote.votes == [{"a": (tuple(FORWARD_FOLLOW[0]), tuple(FORWARD_FOLLOW[1])), "b": None, "c": None}]
+    tie = ar.action_reward("majority", min_agree=2)([RIGHT, RIGHT, OTHER, OTHER], file_name=["a"] * 4)
+    assert tie == [None] * 4  # two answers as frequent as each other: no signal
+    plain = ar.action_reward("majority")  # issue 25's vote: the earliest of equals, never silent
+    assert plain([RIGHT, RIGHT, OTHER, OTHER], file_name=["a"] * 4) == [1.0, 1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="min_agree"):
+        ar.action_reward("majority", min_agree=0)
+
+
+def test_a_gated_reward_gives_a_broken_answer_its_minimum_without_asking():
+    asked = []
+
+    def length(completions, **batch):
+        asked.append((list(completions), batch))
+        return [float(len(c)) for c in completions]
+
+    gated = wr.GatedReward(length, floor=-1.0)
+    answers = [RIGHT, "Action: Move forward", "Action: Move forward; Reason: none", RIGHT + " and more", "", OTHER]
+    scores = gated(answers, file_name=list("abcdef"))
+    assert scores == [float(len(RIGHT)), -1.0, -1.0, -1.0, -1.0, float(len(OTHER))]
+    assert asked == [([RIGHT, OTHER], {"file_name": ["a", "f"]})]  # only the well-formed, with their columns
+    assert gated.__name__ == "length_gated"
+    assert wr.GatedReward(lambda c, **b: [None] * len(c), 0.0)([RIGHT, "x"]) == [None, 0.0]  # no signal passes
+
+
+def test_monitors_are_logged_at_no_weight_and_no_signal_is_abstention():
+    from drivekit.rewards.structure_reward import FORMAT_MONITORS
+
+    def silent_on_b(completions, file_name, **batch):
+        return [None if f == "b" else 1.0 for f in file_name]
+
+    reward = wr.WeightedReward({"v": (2.0, silent_on_b)}, FORMAT_MONITORS)
+    result = reward.evaluate([RIGHT, "Action: Stop/Slow down", RIGHT, ""], file_name=["a", "a", "b", "a"])
+    assert list(result.total) == [2.0, 2.0, 0.0, 0.0] and list(result.abstained) == [False, False, True, False]
+    # the monitors see every completion, the empty one too
+    assert list(result.components["no_action"]) == [0.0, 0.0, 0.0, 1.0]
+    assert list(result.components["no_reason"]) == [0.0, 1.0, 0.0, 1.0]
+    s = result.summary()
+    assert s["reward"] == pytest.approx(4 / 3) and s["reward_no_reason"] == 0.5  # over the 3 answers scored
+    assert s["reward_v"] == pytest.approx(2 / 3)  # not over the silent one (the empty one scores 0 unasked)
+    assert reward.weights["no_action"] == 0.0 and reward([RIGHT], file_name=["a"]) == [2.0]
+    with pytest.raises(ValueError, match="monitor"):
+        reward.set_weight("no_action", 1.0)
+    with pytest.raises(ValueError, match="names of reward terms"):
+        wr.WeightedReward({"no_action": (1.0, silent_on_b)}, FORMAT_MONITORS)
+    nan = wr.WeightedReward({"v": (1.0, lambda c, **b: [float("nan")] * len(c))})
+    bad = nan.evaluate([RIGHT])
+    assert bad.total[0] == 0.0 and not bad.abstained[0] and bad.nonfinite == {"v": 1}  # NaN is an error, not silence

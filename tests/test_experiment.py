@@ -17,6 +17,7 @@ from drivekit.core.files import Unfinished, write_json
 from drivekit.core.settings import Settings
 from drivekit import experiment
 from drivekit.experiment import folders, runner
+from drivekit.experiment import settings as settings_module
 from drivekit.experiment import results as results_module
 from drivekit.algorithms.sft import SFTSettings
 from drivekit.evaluation import metrics, plots, stats
@@ -35,17 +36,22 @@ def _row(name: str, right: bool) -> dict:
                 actions_true=truth_a, reasons_true=truth_r, ok=True, problems=[])
 
 
-def _write(out, method, seed, right: list[bool], val: list[bool] | None = None, **summary):
-    """A finished run: test answers right on ``right``, validation answers right on ``val`` (default: the same)."""
+def _write(out, method, seed, right: list[bool], val: list[bool] | None = None, fresh: list[bool] | None = None,
+           **summary):
+    """A finished run: test answers right on ``right``, validation answers right on ``val`` and fresh test answers
+    right on ``fresh`` (default: the same)."""
     folder = out / method / f"seed{seed}"
     folder.mkdir(parents=True)
     val = right if val is None else val
-    for name, marks in (("predictions.jsonl", right), ("val_predictions.jsonl", val)):
+    fresh = right if fresh is None else fresh
+    for name, marks in (("predictions.jsonl", right), ("val_predictions.jsonl", val),
+                        ("fresh_predictions.jsonl", fresh)):
         rows = [_row(f"c{i}.jpg", r) for i, r in enumerate(marks)]
         (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    share, val_share = sum(right) / len(right), sum(val) / len(val)
+    share, val_share, fresh_share = sum(right) / len(right), sum(val) / len(val), sum(fresh) / len(fresh)
     base = dict(f1_act=share, f1_rsn=share, pair_f1=share, R=share, n_train=8, commit="abc",
-                val=dict(f1_act=val_share, f1_rsn=val_share, pair_f1=val_share))
+                val=dict(f1_act=val_share, f1_rsn=val_share, pair_f1=val_share),
+                fresh_test=dict(f1_act=fresh_share, f1_rsn=fresh_share, pair_f1=fresh_share, R=fresh_share))
     (folder / "summary.json").write_text(json.dumps({**base, **summary}))
     if method in experiment.METHODS:
         (folder / "log.csv").write_text("step,reward,skipped\n" + "".join(f"{s},{s / 10},False\n" for s in range(1, 6)))
@@ -53,13 +59,17 @@ def _write(out, method, seed, right: list[bool], val: list[bool] | None = None, 
 
 @pytest.fixture
 def finished(tmp_path):
-    """3 seeds of 20 clips: SFT right on 10, SFT-all on 18, A2C-R2 right on 14 (fixes 5, breaks 1) each seed."""
+    """3 seeds of 20 clips: SFT right on 10, SFT-all on 18, SFT+val on 16, A2C-R2 right on 14 (fixes 5, breaks 1)
+    each seed; on the fresh test split A2C-R2 fixes 3 and breaks 2."""
     sft = [True] * 10 + [False] * 10
     rl = [True] * 9 + [False] + [True] * 5 + [False] * 5
+    fresh = [True] * 8 + [False] * 2 + [True] * 3 + [False] * 7
     for seed in (0, 1, 2):
         _write(tmp_path, "SFT", seed, sft)
         _write(tmp_path, "SFT-all", seed, [True] * 18 + [False] * 2)
-        _write(tmp_path, "A2C-R2", seed, rl, labels_used="pool", steps=5, samples_per_step=8, seconds_per_step=0.5)
+        _write(tmp_path, "SFT+val", seed, [True] * 16 + [False] * 4)
+        _write(tmp_path, "A2C-R2", seed, rl, fresh=fresh, labels_used="pool", steps=5, samples_per_step=8,
+               seconds_per_step=0.5)
     return tmp_path, experiment.ExperimentSettings(seeds=(0, 1, 2), fraction=1 / 32, methods=("A2C-R2",))
 
 
@@ -69,7 +79,9 @@ def test_summarize_pairs_each_seed_with_its_sft_and_tests_each_seed(finished):
     assert results["seeds"] == [0, 1, 2] and results["labeled_fraction"] == 1 / 32
     a2c = results["methods"]["A2C-R2"]
     assert a2c["f1_act"] == [0.7] * 3 and a2c["labels_used"] == "pool" and a2c["commits"] == ["abc"]
+    p_holm = a2c["paired"][0].pop("p_holm")  # (checked below)
     assert a2c["paired"][0] == dict(fixed=5, broken=1, both_right=9, both_wrong=5, n=20, p=stats.sign_test(5, 1))
+    a2c["paired"][0]["p_holm"] = p_holm
     assert (a2c["fixed"], a2c["broken"]) == (15, 3)  # summed, descriptively: the seeds share the test clips
     assert a2c["p_max"] == pytest.approx(stats.sign_test(5, 1)) and "p_vs_sft" not in a2c
     assert a2c["val"]["f1_act"] == [0.7] * 3 and a2c["val_summary"]["f1_act"]["mean"] == pytest.approx(0.7)
@@ -79,16 +91,35 @@ def test_summarize_pairs_each_seed_with_its_sft_and_tests_each_seed(finished):
     assert "p_max" not in results["methods"]["SFT"]
     assert results["methods"]["SFT-all"]["gap_closed"] == {"f1_act": 1.0, "f1_rsn": 1.0}
     assert results["methods"]["SFT"]["summary"]["f1_act"]["sd"] == 0.0
+    # SFT+val: what the validation labels are worth as training data, compared with SFT as every method is
+    assert results["methods"]["SFT+val"]["paired"][0]["fixed"] == 6
+    # the fresh test split: its own numbers, comparisons and gap, beside the toy test's top-level ones
+    fresh = a2c["fresh_test"]
+    assert fresh["f1_act"] == [0.55] * 3 and fresh["paired"][0]["fixed"] == 3 and fresh["paired"][0]["broken"] == 2
+    assert fresh["gap_closed"]["f1_act"] == pytest.approx((0.55 - 0.5) / (0.9 - 0.5))
+    assert set(results["splits"]) == {"val", "test", "fresh_test"} and "not independent" in results["pooling"]
+    # Holm over every seed's tests of a split: 3 seeds x (SFT-all, SFT+val, A2C-R2) against SFT
+    assert results["holm"]["test"]["family"] == results["holm"]["fresh_test"]["family"] == 9
+    ps = [c["p"] for m in ("SFT-all", "SFT+val", "A2C-R2") for c in results["methods"][m]["paired"]]
+    holm = stats.holm(ps)
+    assert [c["p_holm"] for c in a2c["paired"]] == pytest.approx(holm[6:])
+    assert a2c["p_holm_max"] == pytest.approx(max(holm[6:])) and a2c["p_holm_max"] >= a2c["p_max"]
+    # the answers' form per split: every fixture answer names an action and a reason
+    assert a2c["form"]["fresh_test"] == dict(no_action=[0] * 3, no_reason=[0] * 3, unparseable=[0] * 3, n=[20] * 3)
 
 
 def test_table_and_curves(finished):
     out, exp = finished
-    table = experiment.table(experiment.summarize(out, exp))
-    assert list(table.index) == ["SFT", "SFT-all", "A2C-R2"]
+    table = experiment.table(experiment.summarize(out, exp), "test")
+    assert list(table.index) == ["SFT", "SFT-all", "SFT+val", "A2C-R2"] and table.index.name == "split: test"
     assert table.loc["A2C-R2", "fixed/broken"] == "15/3" and table.loc["A2C-R2", "f1_act"] == "0.700 ± 0.000"
     closed = f"{(0.7 - 0.5) / (0.9 - 0.5):.2f}"
     assert table.loc["A2C-R2", "gap closed (act, rsn)"] == f"{closed}, {closed}"
     assert table.loc["SFT", "p vs SFT (each seed ≤)"] == "" and table.loc["A2C-R2", "val (act+rsn)/2"] == "0.700 ± 0.000"
+    assert table.loc["A2C-R2", "no action / no reason"] == "0 / 0 of 60"
+    fresh = experiment.table(experiment.summarize(out, exp))  # the fresh test split unless told
+    assert fresh.index.name == "split: fresh_test" and fresh.loc["A2C-R2", "fixed/broken"] == "9/6"
+    assert float(fresh.loc["A2C-R2", "Holm p (each seed ≤)"]) >= float(fresh.loc["A2C-R2", "p vs SFT (each seed ≤)"])
     results = experiment.summarize(out, exp)
     assert results["methods"]["A2C-R2"]["reward_curve"][0] == [0.1, 0.2, 0.3, 0.4, 0.5]
     curves = experiment.curves(results, window=2)
@@ -106,7 +137,7 @@ def test_fig5_over_seeds_averages_each_class_and_shows_the_spread(finished):
     assert results["methods"]["SFT"]["per_class_f1"]["actions"][forward] == [pytest.approx(2 / 3)] * 3
     assert results["methods"]["A2C-R2"]["per_class_f1"]["actions"][forward] == [pytest.approx(28 / 34)] * 3
     per_class, mean, sd = experiment.f1_tables(results)
-    assert per_class["actions"].shape == (3, N_ACT) and per_class["reasons"].shape == (3, N_RSN)
+    assert per_class["actions"].shape == (4, N_ACT) and per_class["reasons"].shape == (4, N_RSN)
     assert per_class["actions"].loc["A2C-R2"].xs(forward, level=1).item() == pytest.approx(100 * 28 / 34)
     assert mean.loc["A2C-R2", "F1_act (sample)"] == pytest.approx(70)
     assert sd.loc["A2C-R2", "F1_act (sample)"] == pytest.approx(0, abs=1e-9)
@@ -130,12 +161,12 @@ def test_a_missing_or_unscored_run_is_named(finished):
 def test_a_short_recipe_without_sft_all_needs_no_sft_all_run(finished):
     out, exp = finished
     short = experiment.ExperimentSettings(seeds=(0,), methods=("A2C-R2",), sft_all=False)
-    assert short.references == ("SFT",) and exp.references == ("SFT", "SFT-all")
+    assert short.references == ("SFT",) and exp.references == ("SFT", "SFT-all", "SFT+val")
     shutil.rmtree(out / "SFT-all")
     results = experiment.summarize(out, short)
     assert list(results["methods"]) == ["SFT", "A2C-R2"] and "gap_closed" not in results["methods"]["A2C-R2"]
     assert results["methods"]["A2C-R2"]["paired"][0]["fixed"] == 5
-    shown = experiment.table(results).loc["A2C-R2"]
+    shown = experiment.table(results, "test").loc["A2C-R2"]
     assert shown["gap closed (act, rsn)"] == "" and shown["f1_act"] == "0.700"  # one seed: no ± sd
     with pytest.raises(FileNotFoundError, match="SFT-all/seed0"):
         experiment.summarize(out, exp)
@@ -224,16 +255,45 @@ def test_experiment_settings_and_overrides():
 
 def test_reward_families():
     label = experiment.rl_reward("label")
-    assert list(label.terms) == ["r2"]
+    assert list(label.terms) == ["r2", "no_action", "no_reason"] and label.weights["no_action"] == 0  # monitors
     right = target_text([1, 0, 0, 0], [1] + [0] * 20)
     scores = label([right, "garbage"], actions=[[1, 0, 0, 0]] * 2, reasons=[[1] + [0] * 20] * 2)
     assert scores[0] == 1.0 and scores[1] == 0.0
-    with pytest.raises(ValueError, match="needs a CLIP"):
-        experiment.rl_reward("clip")
+    for family in ("clip", "clip_gated", "clip_gated+vote"):
+        with pytest.raises(ValueError, match="needs a CLIP"):
+            experiment.rl_reward(family)
     vote = experiment.rl_reward("vote")
-    assert list(vote.terms) == ["r2"] and vote([right, right], file_name=["a", "a"]) == [1.0, 1.0]
+    assert list(vote.terms)[0] == "r2" and vote([right, right], file_name=["a", "a"]) == [1.0, 1.0]
     with pytest.raises(ValueError, match="family"):
         experiment.rl_reward("both")
+
+
+class _Clip:
+    """A stand-in R1: 0.9 for a text that names no reason, 0.5 otherwise (the exploit R1 had)."""
+
+    __name__ = "r1_clip"
+
+    def __call__(self, completions, file_name=None, **_):
+        return [0.9 if "Reason" not in c else 0.5 for c in completions]
+
+
+def test_guarded_rewards_cannot_be_raised_by_breaking_the_form():
+    right = target_text([1, 0, 0, 0], [1] + [0] * 20)
+    other = target_text([0, 1, 0, 0], [0, 0, 0, 1] + [0] * 17)
+    dropped = "Action: Move forward"
+    before = experiment.rl_reward("clip", _Clip()).evaluate([right, dropped], file_name=["a", "a"])
+    assert before.total[1] > before.total[0]  # R1 alone: dropping the reason pays
+    gated = experiment.rl_reward("clip_gated", _Clip()).evaluate([right, dropped], file_name=["a", "a"])
+    assert list(gated.total) == [0.5, -1.0] and list(gated.components["no_reason"]) == [0.0, 1.0]
+    vote = experiment.rl_reward("vote_confident")
+    clips = ["a"] * 4 + ["b"] * 4
+    result = vote.evaluate([right, right, right, dropped, right, right, other, other], file_name=clips)
+    # clip a: 3 of 4 agree (the broken answer scores the vote's minimum); clip b: 2 against 2, no signal
+    assert list(result.total[:4]) == [1.0, 1.0, 1.0, 0.0] and list(result.abstained) == [False] * 4 + [True] * 4
+    both = experiment.rl_reward("clip_gated+vote", _Clip()).evaluate(
+        [right, right, right, dropped, right, right, other, other], file_name=clips)
+    assert list(both.total) == pytest.approx([1.5, 1.5, 1.5, -1.0, 0.5, 0.5, 0.5, 0.5])  # R1 speaks where the vote is silent
+    assert not both.abstained.any()
 
 
 def test_the_unseen_clip_trains_on_a_second_dataset_and_is_reused(tmp_path, monkeypatch):
@@ -283,7 +343,7 @@ def _stand_in(calls: list):
         changes = dict(changes or {})
         if method in experiment.REFERENCES:
             _write(folder.parents[1], method, seed, [True] * 10 + [False] * 10, draw=seed,
-                   epochs=experiment.sft_epochs(cfg, exp, method))
+                   epochs=experiment.sft_epochs(cfg, exp, method), labels=settings_module.SFT_LABELS[method])
             return json.loads((folder / "summary.json").read_text())
         good = 0.5 + (changes["lr"] == 3e-4) * 0.2 + (changes["kl_coef"] > 0) * 0.1  # grid best: lr 3e-4, KL 0.05
         good += 0.05 * (changes.get("loss_type") == "dapo") + 0.05 * (changes.get("reward_mode") == "terminal")
@@ -388,10 +448,27 @@ def test_label_free_training_gets_no_label():
 def test_self_consistency_runs_with_a_group_of_whole_answers():
     cfg = config.load("tiny")
     exp = experiment.ExperimentSettings()
-    a2c = experiment.rl_settings(cfg, exp, "A2C-SC", 0)
-    assert a2c.samples_per_clip == 4 and a2c.reward_mode == "terminal" and a2c.batch_size == 8
+    for method in ("A2C-SC", "A2C-SC3", "A2C-R1G+SC3"):
+        a2c = experiment.rl_settings(cfg, exp, method, 0)
+        assert a2c.samples_per_clip == 4 and a2c.reward_mode == "terminal" and a2c.batch_size == 8
+    assert experiment.rl_settings(cfg, exp, "A2C-R1G", 0).samples_per_clip == 1
     assert experiment.rl_settings(cfg, exp, "GRPO-SC", 0).num_generations == 4
     assert experiment.rl_settings(cfg, exp, "ST", 1).seed == 1 and experiment.budget(exp) == 320 * 8
+
+
+def test_guarded_candidates_have_settings_of_their_own_with_a_kl_term():
+    """The label-free candidates never take the settings chosen on validation for the label-F1 reward; they
+    have a KL term, and what the selection set chose for each."""
+    cfg = config.load("tiny")
+    exp = experiment.ExperimentSettings(a2c={**experiment.A2C_SETTINGS, "lr": 3e-4, "kl_coef": 0.0})
+    assert experiment.rl_settings(cfg, exp, "A2C-R1", 0).kl_coef == 0.0  # the "before" keeps issue 25's
+    for method in ("A2C-R1G", "GRPO-R1G", "A2C-SC3", "GRPO-R1G+SC3"):
+        s = experiment.rl_settings(cfg, exp, method, 0)
+        assert s.kl_coef == experiment.LABEL_FREE_SETTINGS["kl_coef"] > 0 and s.temperature == 0.7
+    chosen = exp.replace(label_free_chosen={"A2C-R1G": dict(lr=3e-4, kl_coef=0.2)})
+    assert (experiment.rl_settings(cfg, chosen, "A2C-R1G", 0).kl_coef, experiment.rl_settings(cfg, chosen, "A2C-R1G", 0).lr) == (0.2, 3e-4)
+    assert experiment.rl_settings(cfg, chosen, "GRPO-R1G", 0).kl_coef == 0.1
+    assert all(experiment.LABELS_USED[experiment.METHODS[m][1]] == "none" for m in ("A2C-R1G", "GRPO-SC3", "A2C-R1G+SC3"))
 
 
 def test_majority_accuracy_is_read_against_the_pool_after_training():
@@ -400,7 +477,27 @@ def test_majority_accuracy_is_read_against_the_pool_after_training():
     reward([right, right, wrong, wrong, wrong], file_name=["a", "a", "b", "b", "a"])
     truth = {"a": ([0, 1, 0, 0], [0, 1] + [0] * 19), "b": ([0, 1, 0, 0], [0, 1] + [0] * 19)}
     found = experiment.majority_accuracy(reward, truth)
-    assert found == dict(right=0.5, first=0.5, last=0.5, votes=2)
+    assert (found["right"], found["votes"], found["silent"]) == (0.5, 2, 0)
+    assert found["per_step"] == dict(right=[1], votes=[2], silent=[0])
+    assert found["windows"][0]["share"] == 0.5 and found["windows"][0]["low"] < 0.5 < found["windows"][0]["high"]
+
+
+def test_the_majority_per_step_has_wilson_intervals_and_a_trend_test():
+    """A confident vote (gated) inside the reward is found; 60 steps, the majority wrong early and right late:
+    the windows show it, the trend test finds it, silent clips are counted and not scored."""
+    reward = experiment.rl_reward("vote_confident")
+    right, wrong = target_text([0, 1, 0, 0], [0, 1] + [0] * 19), target_text([1, 0, 0, 0], [1] + [0] * 20)
+    for step in range(60):
+        answer = wrong if step < 30 else right
+        reward([answer] * 4 + [right, right, wrong, wrong], file_name=["a"] * 4 + ["b"] * 4)  # b: a 2-2 tie
+    truth = {"a": ([0, 1, 0, 0], [0, 1] + [0] * 19), "b": ([0, 1, 0, 0], [0, 1] + [0] * 19)}
+    found = experiment.majority_accuracy(reward, truth, window=20)
+    assert found["votes"] == 60 and found["silent"] == 60 and found["right"] == 0.5
+    shares = [w["share"] for w in found["windows"]]
+    assert shares == [0.0, 0.5, 1.0] and [w["votes"] for w in found["windows"]] == [20] * 3
+    low, high = stats.wilson(10, 20)
+    assert (found["windows"][1]["low"], found["windows"][1]["high"]) == (low, high)
+    assert found["trend"]["z"] > 0 and found["trend"]["p"] < 1e-6
 
 
 def test_exported_answers_recompute_the_paired_counts(finished, tmp_path):
@@ -408,9 +505,12 @@ def test_exported_answers_recompute_the_paired_counts(finished, tmp_path):
     path = experiment.export_predictions(out, exp, tmp_path / "answers.jsonl.gz")
     results = experiment.summarize(out, exp)
     again = experiment.paired_from_predictions(path)
-    assert again["A2C-R2"] == results["methods"]["A2C-R2"]["paired"]
+    unadjusted = [{k: v for k, v in c.items() if k != "p_holm"} for c in results["methods"]["A2C-R2"]["paired"]]
+    assert again["A2C-R2"] == unadjusted
     assert experiment.paired_from_predictions(path, "val")["A2C-R2"][0]["fixed"] == 5
-    assert path.stat().st_size < 5000
+    assert path.stat().st_size < 8000
+    fresh = [{k: v for k, v in c.items() if k != "p_holm"} for c in results["methods"]["A2C-R2"]["fresh_test"]["paired"]]
+    assert experiment.paired_from_predictions(path, "fresh_test")["A2C-R2"] == fresh
     wrapped = tmp_path / "rl_vs_sft.json"
     wrapped.write_text(json.dumps({"command": "python x", "commit": "abc", "results": results}))
     assert experiment.load_results(wrapped) == {**json.loads(json.dumps(results)), "command": "python x", "commit": "abc"}
@@ -454,3 +554,122 @@ def test_the_judge_is_scored_on_the_clips_sft_got_wrong():
     result = experiment.judge_accuracy(rows, _Judge({"c6.jpg", "c7.jpg", "c8.jpg", "c0.jpg"}))
     assert result == dict(right=0.75, n=4)  # c0 is right for SFT: not counted
     assert experiment.judge_accuracy(rows[:6], _Judge(())) == dict(right=None, n=0)
+
+
+def test_the_committed_results_from_before_issue_34_still_read():
+    """Notebooks 04 and 06 read benchmarks/results/rl_vs_sft.json: until a new run replaces it, the readers
+    take its old keys (the toy test split only, no Holm, no form counts)."""
+    results = experiment.load_results(config.HOME / "benchmarks" / "results" / "rl_vs_sft.json")
+    shown = experiment.table(results)
+    assert shown.index.name == "split: test" and "SFT" in shown.index and "no action / no reason" not in shown
+    assert not experiment.curves(results).empty and experiment.curves(results, key="no_reason").empty
+    per_class, mean, _ = experiment.f1_tables(results)
+    assert list(mean.index) == list(results["methods"])
+    assert not experiment.tuning_table(results["tuning"]).empty
+    exp = experiment.tuned(experiment.ExperimentSettings(), results["tuning"])
+    chosen = results["tuning"]["algorithms"]["a2c"]["changes"]
+    assert exp.a2c["lr"] == chosen["lr"] and exp.chosen["a2c.lr"].startswith("chosen on validation by tune")
+    assert exp.chosen["steps"].startswith("fixed before any run") and "toy test split" in exp.chosen["steps"]
+
+
+def test_every_setting_says_how_it_was_chosen_and_the_choices_record_theirs():
+    exp = experiment.ExperimentSettings()
+    assert all(how.startswith("fixed before any run: ") for how in exp.chosen.values())
+    assert {"steps", "lr_schedule", "temperature", "val_size", "fresh_test", "selection_size"} <= set(exp.chosen)
+    free = {"seed": 0, "n_selection": 63, "methods": {"A2C-R1G": {"chosen": "lr3e-04-kl0.2",
+                                                                  "changes": {"lr": 3e-4, "kl_coef": 0.2}}}}
+    chosen = experiment.tuned(exp, None, free)
+    assert chosen.label_free_chosen == {"A2C-R1G": {"lr": 3e-4, "kl_coef": 0.2}}
+    assert chosen.chosen["label_free.A2C-R1G.kl_coef"] == (
+        "chosen on the label-free selection set (seed 0, 63 clips: lr3e-04-kl0.2)")
+    assert chosen.a2c == exp.a2c and "a2c.lr" not in chosen.chosen  # nothing else changed
+    assert experiment.ExperimentSettings(**json.loads(json.dumps(asdict(chosen)))) == chosen  # a results file's recipe
+
+
+def test_the_label_free_choice_uses_the_selection_set_only(tmp_path, monkeypatch):
+    """The guarded candidates' grid, each run answering the selection set only (no test split), the best by
+    its score there, the first of equals in grid order (the run that moves least)."""
+    calls = []
+
+    def fake_task(cfg, exp, method, seed, folder, out, test=True, changes=None, progress=False, report_to=None,
+                  selection=False):
+        calls.append((method, folder.name, test, selection))
+        if method in experiment.REFERENCES:
+            return _stand_in([])(cfg, exp, method, seed, folder, out)
+        good = 0.5 + 0.1 * (changes["lr"] == 3e-4) * (method == "A2C-R1G")  # GRPO-SC3: every run equal
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "val_predictions.jsonl").write_text("")
+        summary = dict(val=dict(f1_act=good, f1_rsn=good, pair_f1=good, n=exp.selection_size), changes=changes,
+                       settings=asdict(experiment.rl_settings(cfg, exp, method, seed, **changes)),
+                       seconds_per_step=0.5, sft_epochs=experiment.sft_epochs(cfg, exp), draw=seed,
+                       fraction=exp.fraction)
+        write_json(folder / "summary.json", summary)
+        return summary
+
+    monkeypatch.setattr(runner, "_task", fake_task)
+    cfg = config.load("tiny")
+    exp = experiment.ExperimentSettings(seeds=(0,), sft_all=False)
+    result = experiment.tune_label_free(cfg, exp, 0, tmp_path, ["A2C-R1G", "GRPO-SC3"], echo=lambda *a: None)
+    runs = [c for c in calls if c[0] not in experiment.REFERENCES]
+    assert len(runs) == 2 * 4 and all(test is False and selection is True for _, _, test, selection in runs)
+    assert result["methods"]["A2C-R1G"]["chosen"] == "lr3e-04-kl0.2"  # the stronger KL of the two equals
+    assert result["methods"]["GRPO-SC3"]["chosen"] == "lr1e-04-kl0.2"  # all equal: the first in grid order
+    assert result["n_selection"] == 63 and json.loads((tmp_path / "tuning_label_free.json").read_text()) == result
+    assert len(experiment.tuning_table(result)) == 8
+    chosen = experiment.tuned(exp, None, result)
+    assert experiment.rl_settings(cfg, chosen, "A2C-R1G", 0).lr == 3e-4
+    assert experiment.rl_settings(cfg, chosen, "GRPO-SC3", 0).kl_coef == 0.2
+
+
+def test_the_selection_set_is_the_first_validation_clips_and_sft_val_makes_sfts_clip_passes(tmp_path):
+    from drivekit.data import synthetic
+
+    root = synthetic.generate(tmp_path / "data", n_clips=400, n_frames=1, size=(32, 32), seed=2, workers=1,
+                              progress=False)
+    cfg = config.load("tiny", data_root=root, cache_dir=tmp_path / "cache")
+    exp = experiment.ExperimentSettings(fraction=1 / 8, val_size=16, selection_size=5)
+    for seed in (0, 1):
+        data = toy_split.toy_data(cfg, 16, fraction=1 / 8, draw=seed)
+        selection = {s.name for s in experiment.selection_clips(cfg, exp, seed).samples}
+        assert len(selection) == 5 and selection <= {s.name for s in data.val.samples}
+        assert not selection & ({s.name for s in data.pool.samples} | {s.name for s in data.train.samples})
+    with pytest.raises(ValueError, match="selection_size"):
+        experiment.ExperimentSettings(val_size=16, selection_size=17)
+    # SFT+val makes as many clip passes over the labelled subset and the validation clips as SFT over the subset
+    labelled = len(toy_split.toy_data(cfg, 16, fraction=1 / 8, draw=0).train)
+    assert experiment.sft_epochs(cfg, exp, "SFT+val") * (labelled + 16) == pytest.approx(
+        experiment.sft_epochs(cfg, exp) * labelled)
+    assert experiment.sft_epochs(cfg, exp.replace(sft_val_epochs=3.0), "SFT+val") == 3.0
+
+
+def test_the_judges_two_directions_of_error_on_validation():
+    """R1 prefers a wrong answer on c1 (of the clips SFT answers right), drops the reason happily on c2, and
+    prefers the truth to SFT's wrong answer on c6 but not on c7."""
+    right_text = target_text([1, 0, 0, 0], [1] + [0] * (N_RSN - 1))
+    other = ([0, 1, 0, 0], [0, 1] + [0] * (N_RSN - 2))  # the answer _row writes when wrong
+    third = ([0, 0, 1, 0], [0] * 9 + [1] + [0] * (N_RSN - 10))
+
+    def judge(completions, file_name=None, **_):
+        scores = []
+        for text, clip in zip(completions, file_name):
+            if clip == "c1.jpg":
+                scores.append(0.9 if text == target_text(*other) else 0.5)
+            elif clip == "c2.jpg":
+                scores.append(0.9 if "Reason" not in text else 0.5)
+            elif clip == "c7.jpg":
+                scores.append(0.1 if text == right_text else 0.5)
+            else:
+                scores.append(0.8 if text == right_text else 0.5)
+        return scores
+
+    rows = [_row(f"c{i}.jpg", i < 6) for i in range(8)]  # SFT right on c0..c5, wrong on c6, c7
+    answers = [([1, 0, 0, 0], [1] + [0] * (N_RSN - 1)), other, third]
+    found = experiment.judge_errors(rows, answers, judge)
+    assert (found["n_right"], found["n_wrong"], found["n_answers"]) == (6, 2, 3)
+    # 6 right clips x 2 wrong answers: c1 prefers one (1) and ties the other (0.5); c2's two tie (0.5 each)
+    assert found["wrong_over_right"] == pytest.approx((1 + 0.5 + 0.5 + 0.5) / 12)
+    assert found["any_wrong_over_right"] == pytest.approx(1 / 6)
+    assert found["no_reason_over_right"] == pytest.approx((1 + 0.5) / 6)  # c2 prefers it, c1 ties
+    assert found["right_over_wrong"] == 0.5  # c6: the truth above SFT's answer; c7: below
+    none = experiment.judge_errors(rows[6:], answers, judge)
+    assert none["n_right"] == 0 and none["wrong_over_right"] is None and none["right_over_wrong"] == 0.5

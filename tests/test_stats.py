@@ -52,3 +52,35 @@ def test_paired_size_gives_the_power_asked_for():
     assert 0.75 < power < 0.85
     with pytest.raises(ValueError):
         stats.paired_size(0.02, 0.03)
+
+
+def test_holm_adjusts_step_down_and_keeps_the_order():
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> raised to 0.06 (monotone)
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and stats.holm([]) == []
+    ps = np.random.default_rng(0).uniform(0, 0.1, 20)
+    adjusted = np.array(stats.holm(ps))
+    assert (adjusted >= ps).all() and (np.diff(adjusted[np.argsort(ps)]) >= 0).all()
+    # the smallest p is Bonferroni's; the largest is at least itself
+    assert adjusted.min() == pytest.approx(20 * ps.min()) and adjusted.max() >= ps.max()
+
+
+def test_the_wilson_interval():
+    low, high = stats.wilson(8, 10)
+    z = scipy_stats.norm.ppf(0.975)
+    centre, half = (0.8 + z * z / 20) / (1 + z * z / 10), z / (1 + z * z / 10) * np.sqrt(0.8 * 0.2 / 10 + z * z / 400)
+    assert (low, high) == pytest.approx((centre - half, centre + half))
+    assert stats.wilson(0, 10)[0] == pytest.approx(0, abs=1e-12) and all(np.isnan(stats.wilson(0, 0)))
+
+
+def test_the_trend_test_is_the_score_test_of_a_logistic_slope():
+    rng = np.random.default_rng(1)
+    steps = np.repeat(np.arange(1, 201), 2)
+    rising = (rng.random(len(steps)) < 0.2 + 0.003 * steps).astype(int)
+    found = stats.trend_test(steps, rising)
+    r = scipy_stats.pearsonr(steps, rising).statistic
+    assert found["z"] == pytest.approx(r * np.sqrt(len(steps))) and found["z"] > 0 and found["p"] < 1e-6
+    flat = (rng.random(len(steps)) < 0.5).astype(int)
+    assert stats.trend_test(steps, flat)["p"] > 0.01
+    assert stats.trend_test(steps, 1 - rising)["z"] == pytest.approx(-found["z"])
+    assert np.isnan(stats.trend_test(steps, np.ones(len(steps)))["p"])

@@ -68,3 +68,16 @@ def test_a_number_too_long_to_read_scores_0_and_the_batch_goes_on():
     assert result.components["r3"].tolist() == [1.0, 0.0, 0.0, 1.0]
     assert result.components["r2"].tolist() == [alone.components["r2"][0], 0.0, 0.0, alone.components["r2"][0]]
     assert result.total[[1, 2]].tolist() == [0.0, 0.0] and result.total[0] == result.total[3] == alone.total[0]
+
+
+def test_a_plain_answer_is_well_formed_with_an_action_and_a_reason_and_nothing_else():
+    from drivekit.rewards.structure_reward import no_action, no_reason, well_formed
+    from drivekit.text.formats import target_text
+
+    right = target_text(ACTIONS, REASONS)
+    assert well_formed(right) and well_formed(right + "<end_of_utterance>")
+    for broken in ("Action: Stop/Slow down", "Action: Stop/Slow down; Reason: none", right + " because", "",
+                   None, b"\xff", "Reason: Obstacle: car"):
+        assert not well_formed(broken)
+    texts = [right, "Action: Stop/Slow down", "Reason: Obstacle: car", "nothing"]
+    assert no_action(texts) == [0.0, 0.0, 1.0, 1.0] and no_reason(texts) == [0.0, 1.0, 0.0, 1.0]

@@ -161,7 +161,7 @@ def test_load_or_make_reads_the_labels(tmp_path):
     assert toy_split_path(cfg).name == "bddoia_mini.json"
 
 
-@pytest.mark.parametrize("labels", ["subset", "all"])
+@pytest.mark.parametrize("labels", ["subset", "all", "subset+val"])
 def test_toy_data_parts_are_disjoint_and_cover_the_train_part(labels, tmp_path):
     from drivekit.data import synthetic, toy_split
 
@@ -171,10 +171,15 @@ def test_toy_data_parts_are_disjoint_and_cover_the_train_part(labels, tmp_path):
     data = toy_split.toy_data(cfg, val_size=16, labels=labels)
     split = load_or_make_toy_split(cfg)
     names = {part: {s.name for s in getattr(data, part).samples} for part in ("train", "val", "test", "pool")}
+    if labels == "subset+val":  # SFT+val: the labelled subset and the validation clips, the same pool
+        subset = toy_split.toy_data(cfg, val_size=16)
+        assert names["train"] == set(split.train) | names["val"] and len(data.train) == len(split.train) + 16
+        assert names["pool"] == {s.name for s in subset.pool.samples}
+        names["train"] -= names["val"]
     assert all(not names[a] & names[b] for a in names for b in names if a < b)
     assert names["train"] | names["val"] | names["pool"] == set(split.train_full)
     assert names["test"] == set(split.test) and len(names["val"]) == 16
-    if labels == "subset":
+    if labels != "all":
         assert names["train"] == set(split.train)
     else:
         assert not names["pool"] and names["train"] > set(split.train)

@@ -31,7 +31,8 @@ rollout's graph (no second forward, memory growing with tokens × layers). Log-p
 the distribution sampling draws from (:func:`sampling_logits`): on-policy even with a top-k / top-p cut.
 
 **Robustness**: settings that cannot run are refused when they are made (:meth:`A2CSettings.check`),
-before any step; a non-finite reward becomes 0 and is counted; a step that raises or gives a
+before any step; a non-finite reward becomes 0 and is counted; an answer the reward abstains on (``None``, no
+signal: a vote without a confident majority) is left out of every loss; a step that raises or gives a
 non-finite loss or logits is logged and skipped without touching the weights; ``max_failures`` consecutive
 failures stop the run, naming the step (and, for an inf or NaN, the remedy: :class:`drivekit.models.vlm.NonFinite`).
 Where the model computes in fp16 (a T4) the loss is scaled (``torch.amp.GradScaler``; a step whose scaled
@@ -491,7 +492,8 @@ def per_token_rewards(reward, tokens: torch.Tensor, mask: torch.Tensor, decode: 
                       every: str = "word") -> tuple[np.ndarray, RewardResult]:
     """Per-token rewards ``(B, T)`` of the completions ``tokens`` (valid where ``mask``), and the
     :class:`RewardResult` of their full texts. ``reward.evaluate(texts, **columns)`` scores texts,
-    all prefixes of the batch in one call (incremental mode)."""
+    all prefixes of the batch in one call (incremental mode). The row of a completion the reward abstained
+    on (``RewardResult.abstained``: no signal) is NaN."""
     tokens, mask = tokens.cpu(), mask.cpu()
     rows = [row[m].tolist() for row, m in zip(tokens, mask)]
     texts = [decode(r).strip() for r in rows]
@@ -501,6 +503,7 @@ def per_token_rewards(reward, tokens: torch.Tensor, mask: torch.Tensor, decode: 
         for i, row in enumerate(rows):
             if row:
                 r[i, len(row) - 1] = result.total[i]
+        r[result.abstained] = np.nan
     elif mode == "incremental":
         ends = [prefix_ends(row, decode, every) for row in rows]
         owner = [i for i, e in enumerate(ends) for _ in e]
@@ -510,7 +513,9 @@ def per_token_rewards(reward, tokens: torch.Tensor, mask: torch.Tensor, decode: 
         for i, e in enumerate(ends):
             r[i, : len(rows[i])] = incremental_rewards(scored.total[final[i] - len(e) + 1: final[i] + 1], e, len(rows[i]))
         result = RewardResult(total=scored.total[final], components={k: v[final] for k, v in scored.components.items()},
-                              nonfinite=scored.nonfinite, empty=sum(1 for t in texts if not t))
+                              nonfinite=scored.nonfinite, empty=sum(1 for t in texts if not t),
+                              abstained=scored.abstained[final])
+        r[result.abstained] = np.nan
     else:
         raise ValueError(f"reward_mode must be one of {REWARD_MODES}, not {mode!r}")
     return r, result
@@ -666,7 +671,9 @@ class A2CTrainer:
                            top_k=s.top_k, generator=self.generator(step), with_grad=s.single_pass, step=step + 1)
             rewards, info = self.token_rewards(roll, columns)
             row.update(info)
-            mask = roll.mask.float()
+            silent = torch.isnan(rewards).any(dim=1)  # the reward abstained (no signal): left out of every loss
+            rewards = torch.nan_to_num(rewards, nan=0.0)
+            mask = roll.mask.float() * (~silent).float()[:, None]
             warmup = step < s.critic_warmup  # the critic alone learns: no policy loss, body detached
             if s.single_pass:  # (critic_detach and critic_warmup need two passes: A2CSettings.check)
                 logp, entropy, values, logp_full = roll.logprobs, roll.entropy, roll.values, roll.logprobs_full

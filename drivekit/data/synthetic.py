@@ -28,12 +28,12 @@ SPLIT_SHARES = (0.70, 0.10, 0.20)  # BDD-OIA: 16,082 / 2,270 / 4,572
 # ---------------------------------------------------------------------------------------------
 # Dataset writer
 # ---------------------------------------------------------------------------------------------
-def clip_name(index: int) -> str:
-    return f"syn{index:06d}.jpg"
+def clip_name(index: int, prefix: str = "syn") -> str:
+    return f"{prefix}{index:06d}.jpg"
 
 
-def _make_clip(args: tuple[int, int, int, tuple[int, int]]) -> dict:
-    index, seed, n_frames, size = args
+def _make_clip(args: tuple[int, int, int, tuple[int, int], str]) -> dict:
+    index, seed, n_frames, size, prefix = args
     rng = np.random.default_rng([seed, index])
     scene = sample_scene(rng)
     frames = render_clip(scene, n_frames, size, seed=int(rng.integers(2**31)))
@@ -43,19 +43,20 @@ def _make_clip(args: tuple[int, int, int, tuple[int, int]]) -> dict:
         frame.save(buf, format="JPEG", quality=92)
         jpegs.append(buf.getvalue())
     actions, reasons = derive_labels(scene)
-    return dict(file_name=clip_name(index), scene=asdict(scene), description=describe(scene),
+    return dict(file_name=clip_name(index, prefix), scene=asdict(scene), description=describe(scene),
                 actions=actions, reasons=reasons, jpegs=jpegs)
 
 
 def generate(root: str | Path, n_clips: int = 6000, n_frames: int = 4, size: tuple[int, int] = (96, 96),
-             seed: int = 0, workers: int = 2, progress: bool = True) -> Path:
-    """Write a synthetic dataset in the official BDD-OIA layout to ``root``; returns ``root``."""
+             seed: int = 0, workers: int = 2, progress: bool = True, prefix: str = "syn") -> Path:
+    """Write a synthetic dataset in the official BDD-OIA layout to ``root``; returns ``root``. Clip ``i`` is
+    ``<prefix><i:06d>.jpg`` and depends on ``seed`` and ``i`` only (not on ``n_clips``)."""
     from tqdm.auto import tqdm
 
     root = Path(root)
     (root / "data").mkdir(parents=True, exist_ok=True)
     split_of = np.random.default_rng(seed).choice(len(SPLITS), size=n_clips, p=SPLIT_SHARES)
-    jobs = [(i, seed, n_frames, tuple(size)) for i in range(n_clips)]
+    jobs = [(i, seed, n_frames, tuple(size), prefix) for i in range(n_clips)]
     by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
     with Pool(workers) if workers > 1 else _Serial() as pool, open(root / "scenes.jsonl", "w") as scenes:
         clips = pool.imap(_make_clip, jobs, chunksize=64)
@@ -78,7 +79,7 @@ def generate(root: str | Path, n_clips: int = 6000, n_frames: int = 4, size: tup
         (root / f"{split}_25k_images_actions.json").write_text(json.dumps(actions))
         (root / f"{split}_25k_images_reasons.json").write_text(json.dumps(reasons))
     (root / "generator.json").write_text(json.dumps(dict(n_clips=n_clips, n_frames=n_frames, size=list(size),
-                                                         seed=seed)))
+                                                         seed=seed, **({} if prefix == "syn" else {"prefix": prefix}))))
     return root
 
 

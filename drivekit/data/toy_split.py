@@ -154,7 +154,8 @@ def load_or_make_toy_split(cfg: Config, samples: Sequence[Sample] | None = None,
 # ---------------------------------------------------------------------------------------------
 # The split as datasets
 # ---------------------------------------------------------------------------------------------
-LABELS = ("subset", "all")  # which train clips SFT learns from: the proposal's 1/8, or every labelled one
+# which train clips SFT learns from: the proposal's 1/8, every labelled one, or the 1/8 plus the validation clips
+LABELS = ("subset", "all", "subset+val")
 
 
 @dataclass
@@ -185,7 +186,9 @@ def toy_data(cfg: Config, val_size: int = 64, labels: str = "subset",
 
     ``labels="subset"``: train on the labelled ``fraction`` of the train part (the proposal's 1/8);
     ``"all"``: on every train-part clip outside the validation clips (the reference of what labels
-    alone can give; the pool is then empty). The validation clips are the same either way.
+    alone can give; the pool is then empty); ``"subset+val"``: on the labelled fraction and the validation
+    clips (what the labels that choose settings are worth as training data; ``val`` is then no held-out set).
+    The validation clips are the same either way.
     ``draw``: an experiment seed's own draw of the labelled subset, the validation clips and so the
     pool (:func:`redraw`; same sizes, same test part); ``None``: the saved split's (the notebooks').
     """
@@ -205,7 +208,7 @@ def toy_data(cfg: Config, val_size: int = 64, labels: str = "subset",
     subset = split.subset(samples, "train")
     taken = {s.name for s in val} | set(split.train)
     rest = [s for s in split.subset(samples, "train_full") if s.name not in taken]
-    train, pool = (subset, rest) if labels == "subset" else (subset + rest, [])
+    train, pool = {"subset": (subset, rest), "all": (subset + rest, []), "subset+val": (subset + val, rest)}[labels]
     return ToyData(*(BDDOIADataset(cfg.data_root, samples=part) for part in
                      (train, val, split.subset(samples, "test"), pool)))
 

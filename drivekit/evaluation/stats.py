@@ -9,7 +9,11 @@ seed clip by clip on the same test clips rather than through two averages:
 - :func:`sign_test`: the exact two-sided sign test (McNemar's exact test) on fixed vs broken
   counts: under "no difference" each discordant clip is a fair coin. Per seed; :func:`pooled` sums
   seeds, which is a valid test only where the seeds' clips are independent draws;
-- :func:`paired_size`: how many clips a paired comparison needs to see a given difference.
+- :func:`paired_size`: how many clips a paired comparison needs to see a given difference;
+- :func:`holm`: Holm's step-down adjustment of a family of p-values (valid under any dependence between
+  the tests, as between seeds scored on the same clips);
+- :func:`wilson`: the Wilson interval of a share; :func:`trend_test`: the Cochran-Armitage test of a
+  trend in a 0/1 outcome over an ordered score (e.g. whether a vote is right, over training steps).
 """
 from __future__ import annotations
 
@@ -78,3 +82,40 @@ def paired_size(discordant: float, difference: float, alpha: float = 0.05, power
         raise ValueError(f"need 0 < difference ({difference}) <= discordant ({discordant}) <= 1")
     za, zb = scipy_stats.norm.ppf(1 - alpha / 2), scipy_stats.norm.ppf(power)
     return int(np.ceil((za * np.sqrt(discordant) + zb * np.sqrt(discordant - difference ** 2)) ** 2 / difference ** 2))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's adjusted p-values, in the order given: the i-th smallest p becomes
+    max over j <= i of min(1, (m - j + 1) · p_(j)). Rejecting where the adjusted p < α controls the
+    family-wise error rate at α under any dependence between the tests."""
+    p = np.asarray(pvalues, dtype=float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order])) if m else p
+    out = np.empty(m)
+    out[order] = adjusted
+    return out.tolist()
+
+
+def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of the share ``k / n`` (NaN, NaN for ``n == 0``)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    ci = scipy_stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def trend_test(scores: Sequence[float], outcomes: Sequence[int]) -> dict:
+    """The Cochran-Armitage test of a linear trend in the 0/1 ``outcomes`` over ``scores`` (one pair per
+    observation): ``z`` (positive: the share rises with the score) and its two-sided ``p``. It is the score
+    test of the slope of a logistic regression of the outcome on the score:
+    z = Σ (t_i − t̄)(x_i − p̄) / √(p̄(1 − p̄) Σ (t_i − t̄)²). ``z`` and ``p`` are NaN where either does not vary."""
+    t, x = np.asarray(scores, dtype=float), np.asarray(outcomes, dtype=float)
+    if len(t) != len(x):
+        raise ValueError(f"{len(t)} scores for {len(x)} outcomes")
+    share = x.mean() if len(x) else float("nan")
+    spread = float(((t - t.mean()) ** 2).sum()) if len(t) else 0.0
+    if not len(x) or share in (0.0, 1.0) or spread == 0:
+        return dict(z=float("nan"), p=float("nan"), n=len(x))
+    z = float(((t - t.mean()) * (x - share)).sum() / np.sqrt(share * (1 - share) * spread))
+    return dict(z=z, p=float(2 * scipy_stats.norm.sf(abs(z))), n=len(x))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from drivekit.core.files import write_atomic
 from drivekit.evaluation.reports import read_predictions
-from drivekit.experiment.folders import PREDICTIONS, run_dir
+from drivekit.experiment.folders import FRESH_PREDICTIONS, PREDICTIONS, run_dir
 from drivekit.experiment.results import tested
 from drivekit.experiment.settings import ExperimentSettings
 from drivekit.stages import sft_stage
@@ -19,15 +19,18 @@ ANSWER_KEYS = ("actions_pred", "reasons_pred", "actions_true", "reasons_true")
 
 def export_predictions(out: str | Path, exp: ExperimentSettings, path: str | Path) -> Path:
     """Write every final run's answers (references and methods of ``exp``, each seed, on the
-    validation clips and the test split) to ``path`` (gzip-compressed JSON lines: ``method``, ``seed``,
-    ``split``, ``file_name`` and the 0/1 label vectors as strings of digits), atomically."""
+    validation clips, the toy test split and, when the experiment has one, the fresh test split) to ``path``
+    (gzip-compressed JSON lines: ``method``, ``seed``, ``split`` (``val``, ``test``, ``fresh_test``),
+    ``file_name`` and the 0/1 label vectors as strings of digits), atomically."""
+    splits = (("val", sft_stage.VAL_PREDICTIONS), ("test", PREDICTIONS),
+              *((("fresh_test", FRESH_PREDICTIONS),) if exp.fresh_test else ()))
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as raw, gzip.GzipFile(Path(path).name, "wb", fileobj=raw) as z, \
                 io.TextIOWrapper(z, encoding="utf-8") as f:  # the header names the file, not the temporary one
             for method in (*exp.references, *exp.methods):
                 for seed in exp.seeds:
                     folder = run_dir(out, method, seed)
-                    for split, name in (("val", sft_stage.VAL_PREDICTIONS), ("test", PREDICTIONS)):
+                    for split, name in splits:
                         for row in read_predictions(folder / name):
                             f.write(json.dumps(dict(method=method, seed=seed, split=split, file_name=row["file_name"],
                                                     **{k: "".join(str(int(v)) for v in row[k]) for k in ANSWER_KEYS}))

@@ -17,11 +17,12 @@ from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 from drivekit.core.files import Unfinished, read_json_object
-from drivekit.experiment.settings import REFERENCES, ExperimentSettings, rl_settings, sft_epochs
+from drivekit.experiment.settings import METHODS, REFERENCES, SFT_LABELS, ExperimentSettings, rl_settings, sft_epochs
 from drivekit.stages.sft_stage import VAL_PREDICTIONS
 
 SUMMARY = "summary.json"  # the harness's summary of a run (SFT's own comes first and is replaced)
-PREDICTIONS = "predictions.jsonl"  # the answers on the test split
+PREDICTIONS = "predictions.jsonl"  # the answers on the (toy) test split
+FRESH_PREDICTIONS = "fresh_predictions.jsonl"  # a final run's answers on the fresh test split (experiment.fresh)
 
 
 def run_dir(out: str | Path, method: str, seed: int) -> Path:
@@ -93,14 +94,16 @@ def check_settings(folder: Path, exp: ExperimentSettings, settings=None, **expec
 
 
 def check_task(task: Mapping) -> None:
-    """:func:`check_settings` of a run task (the keywords of ``runner.run_task``): an SFT's epochs and
-    draw, an RL run's settings (with its tuning ``changes``), the SFT epochs it started from and its draw."""
+    """:func:`check_settings` of a run task (the keywords of ``runner.run_task``): an SFT's epochs, labels and
+    draw, an RL run's settings (with its tuning ``changes``), the SFT epochs it started from and its draw, and
+    for self-training the clips its checkpoint was chosen on (the selection set)."""
     cfg, exp, method, seed = task["cfg"], task["exp"], task["method"], task["seed"]
     if method in REFERENCES:
-        check_settings(task["folder"], exp, epochs=sft_epochs(cfg, exp, method), draw=seed)
+        check_settings(task["folder"], exp, epochs=sft_epochs(cfg, exp, method), labels=SFT_LABELS[method], draw=seed)
     else:
         settings = rl_settings(cfg, exp, method, seed, **(task.get("changes") or {}))
-        check_settings(task["folder"], exp, settings, sft_epochs=sft_epochs(cfg, exp), draw=seed)
+        chosen_on = {"checkpoint_clips": exp.selection_size} if METHODS[method][0] == "self" else {}
+        check_settings(task["folder"], exp, settings, sft_epochs=sft_epochs(cfg, exp), draw=seed, **chosen_on)
 
 
 def pending(tasks: Sequence[Mapping], echo=print) -> list[Mapping]:

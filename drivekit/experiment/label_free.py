@@ -1,36 +1,56 @@
 """The rewards RL trains on and is scored with, and what label-free training may see.
 
 :func:`rl_reward` per reward family, :func:`yardstick` (the one test reward of every method),
-:func:`unlabelled` (the pool without its labels), the tiny CLIP that saw none of the toy split's clips
-(:func:`unseen_clip`, :func:`label_free_clip`), and two readings made after training, by the harness:
-how often the self-consistency majority was right (:func:`majority_accuracy`) and how well R1 judges
-SFT's errors (:func:`judge_accuracy`).
+:func:`unlabelled` (the pool without its labels), and the tiny CLIP that saw none of the toy split's clips
+(:func:`unseen_clip`, :func:`label_free_clip`). What the harness reads after training (how often a vote was
+right, how R1 judges, how often answers lose their form) is :mod:`drivekit.experiment.diagnostics`.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from drivekit.core.config import Config
 from drivekit.core.files import read_json_object
+from drivekit.experiment.settings import R1_FLOOR, VOTE_FLOOR, VOTE_MIN_AGREE
+from drivekit.rewards.action_reward import action_reward
 from drivekit.rewards.clip_reward import ClipReward
-from drivekit.rewards.weighted_reward import RewardSettings, make_reward
+from drivekit.rewards.structure_reward import FORMAT_MONITORS
+from drivekit.rewards.weighted_reward import GatedReward, RewardSettings, WeightedReward, make_reward
+
+FAMILIES = ("label", "clip", "vote", "clip_gated", "vote_confident", "clip_gated+vote")
 
 
-def rl_reward(family: str, clip_reward: ClipReward | None = None):
-    """The reward RL trains on: ``"label"`` label-F1 R2; ``"clip"`` R1 (CLIP) alone; ``"vote"`` the
-    majority-vote R2 (self-consistency), which reads no label."""
+def rl_reward(family: str, clip_reward: ClipReward | None = None) -> WeightedReward:
+    """The reward RL trains on, with the answer-form monitors (:data:`FORMAT_MONITORS`, weight 0: the share of
+    sampled answers without an action / a reason in every step's log):
+
+    - ``"label"``: label-F1 R2 (reads the pool's labels);
+    - ``"clip"``: R1 (CLIP) alone; ``"vote"``: the majority-vote R2 (self-consistency): issue 25's label-free
+      rewards, kept unchanged as the "before";
+    - ``"clip_gated"``: R1 gated by the answer's form (:class:`GatedReward`: an answer that is not well formed
+      scores R1's minimum, -1), so that dropping the reason cannot raise it;
+    - ``"vote_confident"``: the vote where at least :data:`VOTE_MIN_AGREE` of a clip's answers agree (else no
+      signal), gated (an answer that is not well formed scores 0, the vote's minimum);
+    - ``"clip_gated+vote"``: the two summed (weights 1 and 1): R1 speaks where the vote is silent.
+
+    Label-free families read no label: R1 needs the clips (``clip_reward``), the vote which clip an answer is for."""
+    if family not in FAMILIES:
+        raise ValueError(f"reward family must be one of {FAMILIES}, not {family!r}")
+    if "clip" in family and clip_reward is None:
+        raise ValueError("label-free RL with R1 needs a CLIP reward (label_free_clip)")
     if family == "label":
-        return make_reward(RewardSettings(r2="label_f1"))
+        return make_reward(RewardSettings(r2="label_f1"), monitors=FORMAT_MONITORS)
     if family == "clip":
-        if clip_reward is None:
-            raise ValueError("label-free RL with R1 needs a CLIP reward (label_free_clip)")
-        return make_reward(RewardSettings(r2=None), clip_reward)
+        return make_reward(RewardSettings(r2=None), clip_reward, monitors=FORMAT_MONITORS)
     if family == "vote":
-        return make_reward(RewardSettings(r2="majority"))
-    raise ValueError(f"reward family must be 'label', 'clip' or 'vote', not {family!r}")
+        return make_reward(RewardSettings(r2="majority"), monitors=FORMAT_MONITORS)
+    terms = {}
+    if "clip" in family:
+        terms["r1"] = (1.0, GatedReward(clip_reward, R1_FLOOR))
+    if "vote" in family:
+        terms["r2"] = (1.0, GatedReward(action_reward("majority", min_agree=VOTE_MIN_AGREE), VOTE_FLOOR))
+    return WeightedReward(terms, FORMAT_MONITORS)
 
 
 def yardstick(clip_reward: ClipReward):
@@ -66,18 +86,6 @@ class Unlabelled(Sequence):
         return _without_labels(self.items[index])
 
 
-def majority_accuracy(reward, truth: Mapping[str, tuple[Sequence[int], Sequence[int]]], window: int = 40) -> dict:
-    """How often the self-consistency majority was the truth (``{clip: (actions, reasons)}``, the pool's
-    labels, read by the harness after training; the reward never saw them): overall, in the first and
-    in the last ``window`` steps, and how many votes there were."""
-    vote = reward.terms["r2"][1]
-    truth = {str(k): (tuple(int(v) for v in a), tuple(int(v) for v in r)) for k, (a, r) in truth.items()}
-    per_call = [[majority == truth.get(clip) for clip, majority in votes.items()] for votes in vote.votes]
-    share = lambda calls: float(np.mean([x for c in calls for x in c])) if any(calls) else None  # noqa: E731
-    return dict(right=share(per_call), first=share(per_call[:window]), last=share(per_call[-window:]),
-                votes=sum(len(c) for c in per_call))
-
-
 def unseen_clip(cfg: Config, progress: bool = False) -> Path:
     """A tiny CLIP that never saw a clip of ``cfg``'s dataset, for label-free RL (built when missing).
 
@@ -103,23 +111,6 @@ def unseen_clip(cfg: Config, progress: bool = False) -> Path:
         generate(other.data_root, settings["n_clips"], settings["n_frames"], tuple(settings["size"]), other.seed,
                  progress=progress)
     return build_clip(other, out, progress=progress)
-
-
-def judge_accuracy(sft_rows: Sequence[Mapping], clip_reward: ClipReward) -> dict:
-    """How well R1 could teach: on the clips SFT answered wrong (``sft_rows``, prediction rows), the share
-    where ``clip_reward`` scores the true answer's text above SFT's answer (ties count half), and how
-    many such clips there were. A judge that often prefers the wrong answer cannot teach much."""
-    from drivekit.text.formats import target_text
-
-    wrong = [r for r in sft_rows if list(r["actions_pred"]) != list(r["actions_true"])
-             or list(r["reasons_pred"]) != list(r["reasons_true"])]
-    if not wrong:
-        return dict(right=None, n=0)
-    names = [r["file_name"] for r in wrong]
-    truth = clip_reward([target_text(r["actions_true"], r["reasons_true"]) for r in wrong], file_name=names)
-    answer = clip_reward([r["text"] for r in wrong], file_name=names)
-    wins = [1.0 if t > a else 0.5 if t == a else 0.0 for t, a in zip(truth, answer)]
-    return dict(right=float(np.mean(wins)), n=len(wrong))
 
 
 def label_free_clip(cfg: Config) -> ClipReward:

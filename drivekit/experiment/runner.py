@@ -2,8 +2,9 @@
 
 :func:`run_sft` and :func:`run_rl` train one run and write its ``summary.json`` (atomically, through
 :func:`drivekit.core.files.write_json`); :func:`run_all` runs a list of run tasks, in this process or
-in ``jobs`` worker processes; :func:`references` runs every seed's SFT (and SFT-all), finished runs
-reused (:func:`drivekit.experiment.folders.pending`).
+in ``jobs`` worker processes; :func:`references` runs every seed's SFT (and SFT-all, SFT+val), finished runs
+reused (:func:`drivekit.experiment.folders.pending`). :func:`selection_clips` is a seed's label-free
+selection set.
 """
 from __future__ import annotations
 
@@ -22,20 +23,23 @@ from drivekit.core.provenance import git_state
 from drivekit.core.tracking import Report
 from drivekit.data.toy_split import items_of, toy_data
 from drivekit.evaluation.reports import prediction_rewards, read_predictions, score, write_predictions
+from drivekit.experiment.diagnostics import form_counts, majority_accuracy
 from drivekit.experiment.folders import PREDICTIONS, SUMMARY, pending, run_dir, start_adapter
-from drivekit.experiment.label_free import label_free_clip, majority_accuracy, rl_reward, unlabelled, yardstick
-from drivekit.experiment.settings import (LABELS_USED, METHODS, REFERENCES, ExperimentSettings, budget, rl_settings,
-                                          run_name, sft_epochs, sft_settings, val_score)
+from drivekit.experiment.label_free import label_free_clip, rl_reward, unlabelled, yardstick
+from drivekit.experiment.settings import (CLIP_FAMILIES, LABELS_USED, METHODS, REFERENCES, SFT_LABELS, VOTING,
+                                          ExperimentSettings, budget, rl_settings, run_name, sft_epochs, sft_settings,
+                                          val_score)
 from drivekit.rewards.clip_reward import ClipReward
 from drivekit.stages import a2c_stage, grpo_stage, self_training, sft_stage
 
 STAGES = {"a2c": a2c_stage, "grpo": grpo_stage}  # algorithm -> its stage (one train() interface)
 
 
-def _scores(rows: list[dict]) -> dict:
+def scores(rows: list[dict]) -> dict:
+    """F1_act, F1_rsn and pair F1 of prediction rows, and how many there are (``n``), did not parse cleanly
+    (``unparseable``), name no action (``no_action``) or no reason (``no_reason``)."""
     s = score(rows)
-    return dict(f1_act=s["actions"]["f1_all"], f1_rsn=s["reasons"]["f1_all"], pair_f1=s["pair_f1"],
-                unparseable=s["unparseable"], n=len(rows))
+    return dict(f1_act=s["actions"]["f1_all"], f1_rsn=s["reasons"]["f1_all"], pair_f1=s["pair_f1"], **form_counts(rows))
 
 
 def finish(folder: Path, val_rows: list[dict], test_rows: list[dict] | None, clip_reward: ClipReward | None,
@@ -43,12 +47,12 @@ def finish(folder: Path, val_rows: list[dict], test_rows: list[dict] | None, cli
     """Write ``summary.json`` of a run (atomically: a run killed while writing it leaves none): its
     validation scores (``val``), its test F1s, pair F1 and R when it answered the test split, the code's
     commit and whether the tree was clean, and ``info``."""
-    summary = dict(val=_scores(val_rows))
+    summary = dict(val=scores(val_rows))
     if test_rows is not None:
-        t = _scores(test_rows)
+        t = scores(test_rows)
         rewards = prediction_rewards(test_rows, yardstick(clip_reward))
         summary.update(f1_act=t["f1_act"], f1_rsn=t["f1_rsn"], pair_f1=t["pair_f1"], R=rewards["R"], rewards=rewards,
-                       unparseable=t["unparseable"], n_test=t["n"])
+                       unparseable=t["unparseable"], no_action=t["no_action"], no_reason=t["no_reason"], n_test=t["n"])
     git = git_state()
     summary.update(commit=git["commit"], clean=git["clean"], **info)
     write_json(folder / SUMMARY, summary, indent=1, default=str)
@@ -57,10 +61,10 @@ def finish(folder: Path, val_rows: list[dict], test_rows: list[dict] | None, cli
 
 def run_sft(cfg: Config, exp: ExperimentSettings, method: str, seed: int, folder: Path, clip_reward: ClipReward,
             progress: bool = False, report: Report | None = None) -> dict:
-    """``SFT`` or ``SFT-all`` of ``seed`` on the seed's own data draw (``sft_stage.run``, resumed when
-    cut off), scored on the validation clips and the test split; ``report`` gets the run's name and tags."""
+    """``SFT``, ``SFT-all`` or ``SFT+val`` of ``seed`` on the seed's own data draw (``sft_stage.run``, resumed
+    when cut off), scored on the validation clips and the test split; ``report`` gets the run's name and tags."""
     settings = sft_settings(cfg, exp, method, seed)
-    labels = "all" if method == "SFT-all" else "subset"
+    labels = SFT_LABELS[method]
     report = (report or Report()).tagged(run_name(method, seed), method=method, seed=seed, labels=labels,
                                          fraction=exp.fraction)
     result = sft_stage.run(cfg, settings, folder, progress=progress, resume=True, labels=labels,
@@ -72,22 +76,36 @@ def run_sft(cfg: Config, exp: ExperimentSettings, method: str, seed: int, folder
                   train_seconds=done["train_seconds"])
 
 
+def selection_clips(cfg: Config, exp: ExperimentSettings, seed: int):
+    """The label-free selection set of ``seed``: the first ``exp.selection_size`` clips of the seed's validation
+    draw (``toy_data`` with that many validation clips draws them first, and leaves the labelled subset as it is).
+    Validation clips, not the labelled subset: SFT fits those to a train loss of about 0.03, so neither its
+    errors nor RL's breakage would show on them. A subset of the seed's validation clips, never a pool clip."""
+    selection = toy_data(cfg, exp.selection_size, fraction=exp.fraction, draw=seed).val
+    val = {s.name for s in toy_data(cfg, exp.val_size, fraction=exp.fraction, draw=seed).val.samples}
+    if not {s.name for s in selection.samples} <= val:
+        raise AssertionError(f"seed {seed}: the selection set is not among the validation clips")
+    return selection
+
+
 def run_rl(cfg: Config, exp: ExperimentSettings, method: str, seed: int, folder: Path, out: Path, *,
            test: bool = True, changes: Mapping | None = None, progress: bool = False,
-           report: Report | None = None) -> dict:
+           report: Report | None = None, selection: bool = False) -> dict:
     """One RL method (or self-training) of ``exp`` at ``seed`` from that seed's SFT adapter
     (``<out>/SFT/seed<s>/best``) on the seed's pool, in ``folder``.
 
-    Writes ``log.csv`` (one row per step), ``policy/`` (the trained adapter), ``val_predictions.jsonl``,
-    with ``test`` ``predictions.jsonl``, and ``summary.json`` (with seconds per step, and for the
-    majority vote how often the majority was the pool clip's truth, read after training).
-    ``changes``: settings of a tuning run on top of the experiment's.
+    Writes ``log.csv`` (one row per step), ``policy/`` (the trained adapter), ``val_predictions.jsonl``
+    (with ``selection`` the selection set's answers only: a label-free tuning run), with ``test``
+    ``predictions.jsonl``, and ``summary.json`` (with seconds per step, and for a vote how often the majority
+    was the pool clip's truth, read after training). Self-training keeps the checkpoint of lowest loss on the
+    selection set (``checkpoint_clips``). ``changes``: settings of a tuning run on top of the experiment's.
     """
     algorithm, family = METHODS[method]
     start = start_adapter(out, seed)
     if not (start / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{method} seed {seed} starts from {start}, which holds no adapter: run SFT first")
     data = toy_data(cfg, exp.val_size, fraction=exp.fraction, draw=seed)
+    val = selection_clips(cfg, exp, seed) if (selection or algorithm == "self") else data.val
     pool = items_of(cfg, data.pool)
     items = pool if family == "label" else unlabelled(pool)
     settings = rl_settings(cfg, exp, method, seed, **(changes or {}))
@@ -96,21 +114,22 @@ def run_rl(cfg: Config, exp: ExperimentSettings, method: str, seed: int, folder:
     folder.mkdir(parents=True, exist_ok=True)
     info = {}
     if algorithm == "self":
-        trained = self_training.train(cfg, items, data.val, settings, budget(exp), start, folder / "sft",
+        trained = self_training.train(cfg, items, val, settings, budget(exp), start, folder / "sft",
                                       progress=progress, report=report)
-        info.update(trained.log.attrs)
+        info.update(trained.log.attrs, checkpoint_clips=len(val))
         shutil.rmtree(folder / "policy", ignore_errors=True)
         shutil.copytree(folder / "sft" / "best", folder / "policy")
+        val = val if selection else data.val
     else:
-        clip = label_free_clip(cfg) if family == "clip" else None
+        clip = label_free_clip(cfg) if family in CLIP_FAMILIES else None
         reward = rl_reward(family, clip)
         trained = STAGES[algorithm].train(cfg, items, reward, settings, start=start, out=folder, progress=progress,
                                           report=report)
-        if family == "vote":
+        if family in VOTING:
             info["majority"] = majority_accuracy(reward, {s.name: (s.actions, s.reasons) for s in data.pool.samples})
     trained.log.to_csv(folder / "log.csv", index=False)
     sft = profile_defaults(SFTSettings, cfg)
-    val_rows = predict(trained.model, trained.processor, data.val, sft, progress=progress)
+    val_rows = predict(trained.model, trained.processor, val, sft, progress=progress)
     write_predictions(val_rows, folder / sft_stage.VAL_PREDICTIONS)
     test_rows = None
     if test:
@@ -144,18 +163,18 @@ def short_runs(cfg: Config, exp: ExperimentSettings, seed: int, out: str | Path,
 # ---------------------------------------------------------------------------------------------
 def task(cfg: Config, exp: ExperimentSettings, method: str, seed: int, folder: Path, out: Path, **options) -> dict:
     """The keywords of one run for :func:`run_all` (and the reuse check, ``folders.pending``): ``options``
-    are ``test``, ``changes``, ``progress`` and ``report_to`` of :func:`_task`."""
+    are ``test``, ``changes``, ``progress``, ``report_to`` and ``selection`` of :func:`_task`."""
     return dict(cfg=cfg, exp=exp, method=method, seed=seed, folder=folder, out=out, **options)
 
 
 def _task(cfg: Config, exp: ExperimentSettings, method: str, seed: int, folder: Path, out: Path,
           test: bool = True, changes: Mapping | None = None, progress: bool = False,
-          report_to: str | None = None) -> dict:
+          report_to: str | None = None, selection: bool = False) -> dict:
     report = Report(to=report_to, project=Path(out).resolve().name)
     if method in REFERENCES:
         return run_sft(cfg, exp, method, seed, folder, ClipReward.from_config(cfg), progress, report)
     return run_rl(cfg, exp, method, seed, folder, out, test=test, changes=changes, progress=progress,
-                  report=report)
+                  report=report, selection=selection)
 
 
 def _threads(n: int) -> None:
@@ -164,35 +183,38 @@ def _threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def run_all(tasks: Sequence[dict], jobs: int = 1, echo=print) -> list[dict]:
-    """Run the :func:`_task` keyword sets ``tasks``; with ``jobs > 1`` in that many worker processes
-    (spawned, the CPU's threads shared among them). Returns their summaries in order."""
-    def say(t, s):
-        where = "val" if "f1_act" not in s else "test"
-        f1 = s["val"] if where == "val" else s
-        echo(f"{t['method']} seed {t['seed']} {t['folder'].name}: {where} F1_act {f1['f1_act']:.4f}  "
-             f"F1_rsn {f1['f1_rsn']:.4f}  (val {val_score(s):.4f})  train {s.get('train_seconds')} s")
+def _say(echo, t: Mapping, s: Mapping) -> None:
+    where = "val" if "f1_act" not in s else "test"
+    f1 = s["val"] if where == "val" else s
+    echo(f"{t['method']} seed {t['seed']} {t['folder'].name}: {where} F1_act {f1['f1_act']:.4f}  "
+         f"F1_rsn {f1['f1_rsn']:.4f}  (val {val_score(s):.4f}, {s['val'].get('n')} clips)  train {s.get('train_seconds')} s")
 
+
+def run_all(tasks: Sequence[dict], jobs: int = 1, echo=print, fn=None, say=None) -> list[dict]:
+    """Run ``fn`` (default: one run, :func:`_task`) on each keyword set of ``tasks``; with ``jobs > 1`` in that
+    many worker processes (spawned, the CPU's threads shared among them). ``say(echo, task, result)`` reports
+    each. Returns their results in order."""
+    fn, say = fn or _task, say or _say
     if jobs <= 1:
         done = []
         for t in tasks:
-            done.append(_task(**t))
-            say(t, done[-1])
+            done.append(fn(**t))
+            say(echo, t, done[-1])
         return done
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_threads,
                              initargs=(threads,)) as pool:
-        futures = [pool.submit(_task, **t) for t in tasks]
+        futures = [pool.submit(fn, **t) for t in tasks]
         done = []
         for t, f in zip(tasks, futures):
             done.append(f.result())
-            say(t, done[-1])
+            say(echo, t, done[-1])
         return done
 
 
 def references(cfg: Config, exp: ExperimentSettings, out: Path, jobs: int = 1, progress: bool = False,
                report_to: str | None = None, echo=print) -> None:
-    """SFT (and SFT-all) of every seed of ``exp`` under ``out``, finished runs reused."""
+    """SFT (and SFT-all, SFT+val) of every seed of ``exp`` under ``out``, finished runs reused."""
     tasks = [task(cfg, exp, m, s, run_dir(out, m, s), out, progress=progress, report_to=report_to)
              for s in exp.seeds for m in exp.references]
     run_all(pending(tasks, echo), jobs, echo)

@@ -21,7 +21,10 @@ R2 variants, chosen by name with :func:`action_reward`:
   (``file_name`` or ``name``); it needs several answers per clip (GRPO's group; A2C with
   ``samples_per_clip > 1`` and ``reward_mode="terminal"``). Its known failure: a wrong majority is
   rewarded, and so locked in; :attr:`MajorityVoteReward.votes` keeps every group's majority so a
-  harness that holds the labels can count how often it was wrong.
+  harness that holds the labels can count how often it was wrong. With ``min_agree=m`` it votes only
+  where at least m answers of the group agree and no other answer is as frequent; elsewhere every
+  answer of the group gets ``None``: no signal (trl's convention; drivekit's A2C leaves such answers
+  out of its losses, trl gives them advantage 0).
 - ``"judge"`` — the paper profile's LLM-as-judge: any local causal LM (a directory for
   ``from_pretrained``) reads the proposal's prompt ``Explanation: ... Reason: ... Score:`` and its
   greedy continuation is parsed into a score in [0, 1] (:func:`parse_score`: ``0.7``, ``7``,
@@ -133,13 +136,21 @@ class MajorityVoteReward:
     """R2 without labels: label F1 (as :class:`LabelF1Reward`) against the majority of the answers of
     the same clip in the batch. The majority is the most frequent parsed (actions, reasons) among the
     group's answers that parse (ties: the earliest); a group with no parsed answer scores 0. Each
-    call appends ``{clip: (actions, reasons)}`` of its majorities to :attr:`votes`."""
+    call appends ``{clip: (actions, reasons)}`` of its majorities to :attr:`votes`.
+
+    ``min_agree`` (m): a confidence threshold. A group votes only when its most frequent answer has at least
+    m answers and no other answer as many; otherwise every answer of that clip gets ``None`` (no signal) and
+    :attr:`votes` holds ``None`` for the clip. ``min_agree=1`` (the default) is the plain majority above."""
 
     __name__ = "r2_majority"
 
-    def __init__(self, action_weight: float = 0.5):
-        self.action_weight = action_weight
-        self.votes: list[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]] = []
+    def __init__(self, action_weight: float = 0.5, min_agree: int = 1):
+        if min_agree < 1:
+            raise ValueError(f"min_agree must be at least 1, not {min_agree}")
+        self.action_weight, self.min_agree = action_weight, int(min_agree)
+        self.votes: list[dict[str, tuple[tuple[int, ...], tuple[int, ...]] | None]] = []
+        if self.min_agree > 1:
+            self.__name__ = f"r2_majority_{self.min_agree}"
 
     def __call__(self, completions: Sequence, **batch) -> list[float]:
         texts = [completion_text(c) for c in completions]
@@ -149,24 +160,28 @@ class MajorityVoteReward:
                              f"completion answers; got {None if clips is None else len(clips)} for {len(texts)}")
         parsed = [parse_text(t) for t in texts]
         answers = [(tuple(int(v) for v in p.actions), tuple(int(v) for v in p.reasons)) for p in parsed]
-        majority = {}
+        majority, silent = {}, set()
         for clip in dict.fromkeys(str(c) for c in clips):
             group = [a for a, c, p in zip(answers, clips, parsed) if str(c) == clip and (p.actions.any() or p.reasons.any())]
-            if group:
-                counts = {}
-                for a in group:
-                    counts[a] = counts.get(a, 0) + 1
+            counts = {}
+            for a in group:
+                counts[a] = counts.get(a, 0) + 1
+            top = sorted(counts.values(), reverse=True)[:2]
+            if self.min_agree > 1 and (not top or top[0] < self.min_agree or (len(top) > 1 and top[1] == top[0])):
+                silent.add(clip)  # no confident majority: no signal
+            elif group:
                 majority[clip] = max(counts, key=counts.get)  # first maximal in insertion order: the earliest
-        self.votes.append(dict(majority))
+        self.votes.append({**dict(majority), **{clip: None for clip in silent}})
         voted = [str(c) in majority for c in clips]
-        if not any(voted):
-            return [0.0] * len(texts)
+        scores: list[float | None] = [None if str(c) in silent else 0.0 for c in clips]
         rows = [i for i, v in enumerate(voted) if v]
-        pred_a, pred_r = (np.array([answers[i][k] for i in rows], dtype=int) for k in (0, 1))
-        vote_a, vote_r = (np.array([majority[str(clips[i])][k] for i in rows], dtype=int) for k in (0, 1))
-        w, scores = self.action_weight, np.zeros(len(texts))
-        scores[rows] = w * _f1(pred_a, vote_a) + (1 - w) * _f1(pred_r, vote_r)
-        return scores.tolist()
+        if rows:
+            pred_a, pred_r = (np.array([answers[i][k] for i in rows], dtype=int) for k in (0, 1))
+            vote_a, vote_r = (np.array([majority[str(clips[i])][k] for i in rows], dtype=int) for k in (0, 1))
+            w = self.action_weight
+            for i, score in zip(rows, w * _f1(pred_a, vote_a) + (1 - w) * _f1(pred_r, vote_r)):
+                scores[i] = float(score)
+        return scores
 
 
 _NUMBER = re.compile(

@@ -77,7 +77,7 @@ for target in a.targets:
         for move in range(a.moves):
             with contextlib.redirect_stdout(io.StringIO()):  # outside a notebook the table is printed: drop it
                 start = time.perf_counter()
-                explorer.weights[list(weights)[move % len(weights)]].value = float(rng.integers(0, 21)) / 10  # redraw()
+                explorer.shares[list(weights)[move % len(weights)]].value = float(rng.integers(0, 21)) / 20  # redraw()
                 if move % 10 == 9:
                     explorer.variant.value = widgets.EXPLORER_VARIANTS[(move // 10) % len(widgets.EXPLORER_VARIANTS)]
                 times.append(time.perf_counter() - start)

@@ -13,6 +13,7 @@ from micro import save_micro
 # its tests, a test name all its parameters; the notebooks (nbval) are all slow. Plain data, kept here
 # so that marking a test never edits its file.
 SLOW = [
+    "tests/test_browser.py",  # JupyterLab in Chromium runs notebooks 03, 04 and 05 (Run All): minutes
     "tests/test_colab_rehearsal.py::test_notebook_00_runs_from_its_setup_cell_in_one_kernel",  # 40 s
     "tests/test_fp16_guard.py::test_a2c_skips_an_inf_loss_then_stops_naming_the_step_and_remedy",  # ~20 s
     "tests/test_fp16_guard.py::test_grpo_stops_on_an_inf_loss_naming_the_step",  # ~20 s
@@ -29,6 +30,12 @@ SLOW = [
 ]
 
 
+# Tests that run after everything else, notebooks included: the browser test runs notebooks 03, 04 and 05 in
+# JupyterLab and reuses the runs their nbval pass left in runs/ (SFT, SFT-JSON, the short run), as a learner who
+# ran the notebooks in order does; first, it would train all of them inside its Run All limit.
+LAST = ["tests/test_browser.py"]
+
+
 def _is_slow(nodeid: str, entry: str) -> bool:
     return nodeid == entry or nodeid.startswith((entry + "::", entry + "["))
 
@@ -42,6 +49,7 @@ def pytest_collection_modifyitems(config, items):
         used.update(entries)
         if entries or item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: any(_is_slow(item.nodeid, e) or item.nodeid.startswith(e) for e in LAST))  # stable
     stale = [e for e in SLOW if e not in used and e.split("::")[0] in files]
     if stale and not any("::" in str(arg) for arg in config.args):
         warnings.warn(f"tests/conftest.py SLOW names no collected test: {stale}", pytest.PytestWarning)

@@ -49,7 +49,7 @@ answers = pd.DataFrame([dict(file_name=f, text=target_text(*a), actions=stop[0],
                         for f, a in [("a.jpg", stop), ("a.jpg", go), ("b.jpg", go), ("b.jpg", stop)]])
 explorer = widgets.reward_explorer(widgets.score_answers(answers))
 display(explorer)
-explorer.weights["r2"].value = 0.5
+explorer.shares["r2"].value = 0.5
 explorer.variant.value = "bleu"
 panel = widgets.reward_panel(lambda **s: pd.DataFrame({"step": [1, 2], "loss": [1.0, 0.5]}),
                              plot=lambda logs: __import__("matplotlib.pyplot").pyplot.figure())

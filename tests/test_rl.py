@@ -350,9 +350,9 @@ def test_reward_panel_trains_and_redraws():
     fig = panel.train()
     assert calls == [dict(weights={"r1": 0.5, "r2": 1.0}, discount=0.9, lr=pytest.approx(1e-3), steps=4)]
     assert fig.axes and len(panel.logs) == 1
-    panel.weights["r1"].value, panel.steps.value = 1.5, 3
+    panel.shares["r2"].value, panel.steps.value = 0.5, 3  # shares 0.5 and 0.5 of the scale, 1.5
     panel.button.click()  # what a click does: train with the sliders' values and redraw
-    assert calls[-1]["weights"]["r1"] == 1.5 and calls[-1]["steps"] == 3 and len(panel.logs) == 2
+    assert calls[-1]["weights"] == {"r1": 0.75, "r2": 0.75} and calls[-1]["steps"] == 3 and len(panel.logs) == 2
     json_panel = widgets.reward_panel(run, weights={"r1": 1.0, "r2": 1.0, "r3": 0.5}, steps=2)  # the JSON stage's
     json_panel.train()
     assert calls[-1] == dict(weights={"r1": 1.0, "r2": 1.0, "r3": 0.5}, lr=pytest.approx(2e-4), steps=2)

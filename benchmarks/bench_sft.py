@@ -1,10 +1,11 @@
 """Tiny-profile SFT quality over seeds: F1_act / F1_rsn (sample-level) on the toy test split.
 
-Runs ``drivekit.stages.sft_stage.run`` with the tiny profile's default settings (the ones notebook 02 uses),
+Runs ``drivekit.stages.sft_stage.run`` with the tiny profile's default settings at the proposal's 1/8 (notebook 02
+now trains on the course's 1/32 for 48 epochs: ``sft_stage.course_settings``),
 one folder per method and seed, and prints the scores, the share of unparseable answers, the
 per-class F1 of "Road is clear" and the timings. Methods:
 
-- ``SFT``: the toy 1/8 of the train part (253 clips), as in the proposal and notebook 02;
+- ``SFT``: the toy 1/8 of the train part (253 clips), as in the proposal;
 - ``SFT-all``: every toy-train label but the validation clips' (1,960 clips), for ``--all-epochs``
   epochs (default 2: about as many clip passes as SFT's 12 epochs of 253), the reference of what
   labels alone can give.
@@ -26,6 +27,7 @@ import torch
 from drivekit.core import config
 from drivekit.algorithms import sft
 from drivekit.stages import sft_stage
+from drivekit.data.toy_split import TRAIN_FRACTION
 from drivekit.evaluation import stats
 
 import record
@@ -58,7 +60,7 @@ def main() -> None:
             settings = config.profile_defaults(sft.SFTSettings, cfg, seed=seed, **changes)
             t0 = time.perf_counter()
             result = sft_stage.run(cfg, settings, a.run_dir / method / f"seed{seed}", progress=False,
-                                   labels=LABELS[method])
+                                   labels=LABELS[method], fraction=TRAIN_FRACTION)
             s = json.loads(result.summary.read_text())
             s["road_clear_f1"] = s["report"]["reasons"]["f1"]["f_road_clear"]
             runs.append(s)

@@ -24,7 +24,7 @@ def clean_environment(monkeypatch):
 
 
 def test_every_notebook_starts_with_the_same_setup_cell():
-    assert len(setup_cell.NOTEBOOKS) == 7
+    assert len(setup_cell.NOTEBOOKS) == 8  # 00-06 and 04b
     assert setup_cell.differing() == []
     for path in setup_cell.NOTEBOOKS:
         cells = json.loads(path.read_text())["cells"]

@@ -291,7 +291,7 @@ def test_json_stage_batches_follow_the_profile():
     small = profile_defaults(json_stage.JsonSettings, tiny)
     assert small.a2c_settings(tiny).batch_size == 16 and small.a2c_settings(tiny).steps == 16
     assert small.a2c_settings(tiny).critic_warmup == 4 and small.sft_settings(tiny).eval_batch_size == 128
-    assert small.sft_settings(tiny).target == "json" and small.sft_settings(tiny).epochs == 12
+    assert small.sft_settings(tiny).target == "json" and small.sft_settings(tiny).epochs == 48  # 12 at 1/8 = 48 at 1/32
     assert small.sft_settings(tiny).lora.dropout == 0
     assert small.sft_settings(tiny).lora.r == profile_defaults(sft.SFTSettings, tiny).lora.r
     big = profile_defaults(json_stage.JsonSettings, paper_cfg)

@@ -39,21 +39,22 @@ def lora_state(model) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Stage summaries: a run directory is finished only when its summary parses and its settings match
 # ---------------------------------------------------------------------------------------------
-def fake_sft_run(folder, settings) -> sft_stage.SFTArtifacts:
-    """An SFT run directory with every file, its summary written as ``sft_stage.write_summary`` writes it."""
+def fake_sft_run(folder, settings, **extra) -> sft_stage.SFTArtifacts:
+    """An SFT run directory with every file, its summary written as ``sft_stage.write_summary`` writes it
+    (``extra``: more of the summary's fields, e.g. ``fraction``)."""
     result = sft_stage.SFTArtifacts(folder)
     result.best.mkdir(parents=True)
     result.predictions.write_text("")
     result.loss_log.write_text("step,epoch,lr,train_loss,val_loss\n1,1.0,0.1,1.0,1.0\n")
     log = pd.DataFrame([dict(step=1, epoch=1.0, lr=0.1, train_loss=1.0, val_loss=1.0)])
     rows = [prediction_row("a.jpg", "Action: Move forward; Reason: Road is clear", [1, 0, 0, 0], [1] + [0] * 20)]
-    sft_stage.write_summary(result, config.load("tiny"), settings, log, rows)
+    sft_stage.write_summary(result, config.load("tiny"), settings, log, rows, **extra)
     return result
 
 
 def test_a_truncated_stage_summary_is_redone_with_the_file_named(tmp_path, monkeypatch, capsys):
     cfg = config.load("tiny", runs_dir=tmp_path)
-    settings = config.profile_defaults(sft.SFTSettings, cfg)
+    settings = sft_stage.course_settings(cfg)  # what ensure asks for: notebook 02's settings
     result = fake_sft_run(tmp_path / "sft", settings)
     assert result.read_summary()["settings"] == json.loads(json.dumps(asdict(settings)))
     calls = []

@@ -48,12 +48,12 @@ def run_notebook(path: Path, timeout: int = 1800, inplace: bool = False) -> floa
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/[0-9][0-9]_*.ipynb in order")
+    p.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/[0-9][0-9]*_*.ipynb in order (04b after 04)")
     p.add_argument("--inplace", action="store_true",
                    help="keep the outputs in the notebooks, as committed (no stderr, progress bars or timestamps)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     a = p.parse_args(argv)
-    paths = a.notebooks or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    paths = a.notebooks or sorted(NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))  # "04_a2c" sorts before "04b_grpo"
     for path in paths:
         print(f"{path.name} ...", end=" ", flush=True)
         print(f"{run_notebook(path, a.timeout, a.inplace):.0f} s", flush=True)

@@ -202,6 +202,37 @@ def plot_loss_curves(curves: Mapping[str, pd.DataFrame], title: str = "Training 
     return fig
 
 
+def trailing_mean(values: Sequence[float], window: int) -> np.ndarray:
+    """The mean of each value and the ``window - 1`` before it (fewer at the start): a curve's smoothed line."""
+    return pd.Series(np.asarray(values, dtype=float)).rolling(max(1, int(window)), min_periods=1).mean().to_numpy()
+
+
+def plot_smoothed(log: pd.DataFrame, panels: Mapping[str, str], window: int = 10, title: str = "",
+                  cols: int = 3) -> plt.Figure:
+    """One panel per column of ``log`` named in ``panels`` (column -> the panel's y-label), against ``step``:
+    each step's value as a light line and its trailing mean over ``window`` steps (:func:`trailing_mean`) as a
+    dark one, so that noise and trend read apart. Columns the log lacks are skipped."""
+    present = {c: label for c, label in panels.items() if c in log}
+    ncols = max(1, min(cols, len(present)))
+    nrows = -(-len(present) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.5 * nrows + 0.7), squeeze=False)
+    for ax, (column, label) in zip(axes.flat, present.items()):
+        points = log[["step", column]].dropna()
+        raw, = ax.plot(points["step"], points[column], color="C0", alpha=0.3, lw=1)
+        smooth, = ax.plot(points["step"], trailing_mean(points[column], window), color="C0", lw=2)
+        ax.set_ylabel(label, fontsize=9)
+        ax.set_xlabel("step")
+        ax.tick_params(labelsize=8)
+    for ax in axes.flat[len(present):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    if present:
+        fig.legend([raw, smooth], ["each step", f"trailing mean of {window} steps"], loc="lower center", ncol=2,
+                   fontsize=8, frameon=False)
+    return fig
+
+
 def plot_seed_curves(curves: pd.DataFrame, value: str = "smoothed", title: str = "") -> plt.Figure:
     """Fig. 3 over seeds: per method (``method`` column) the mean of ``value`` over its seeds (``seed``)
     at each ``step``, with a band of ± one standard deviation."""
@@ -216,6 +247,43 @@ def plot_seed_curves(curves: pd.DataFrame, value: str = "smoothed", title: str =
     ax.legend(fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
+    return fig
+
+
+def plot_seed_bands(curves: pd.DataFrame, value: str = "reward", window: int = 10, title: str = "",
+                    cols: int = 3, ylabel: str | None = None) -> plt.Figure:
+    """Curves over seeds, one panel per method (``method`` column) of a long frame with ``seed``, ``step`` and
+    ``value`` (e.g. :func:`drivekit.experiment.curves`): each seed's value at every step as a light line, the
+    mean over the seeds of their trailing means over ``window`` steps (:func:`trailing_mean`) as a dark one, and
+    between the seeds' lowest and highest trailing mean a band."""
+    methods = list(dict.fromkeys(curves["method"]))
+    ncols = max(1, min(cols, len(methods)))
+    nrows = max(1, -(-len(methods) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.7 * nrows + 0.8), squeeze=False)
+    handles = []
+    for ax, method in zip(axes.flat, methods):
+        runs = curves[curves["method"] == method]
+        smooth = {}
+        for seed, run in runs.groupby("seed", sort=True):
+            run = run.sort_values("step")
+            raw, = ax.plot(run["step"], run[value], color="C0", alpha=0.18, lw=0.8)
+            smooth[seed] = pd.Series(trailing_mean(run[value], window), index=run["step"].to_numpy())
+        frame = pd.DataFrame(smooth)
+        band = ax.fill_between(frame.index, frame.min(axis=1), frame.max(axis=1), color="C0", alpha=0.25, lw=0)
+        mean, = ax.plot(frame.index, frame.mean(axis=1), color="C0", lw=2)
+        handles = [raw, mean, band]
+        ax.set_title(f"{method} ({frame.shape[1]} seed{'s' * (frame.shape[1] != 1)})", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel(ylabel or value, fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in axes.flat[len(methods):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    if handles:
+        fig.legend(handles, ["each seed, every step", f"mean over seeds of the trailing mean of {window} steps",
+                             "lowest to highest seed (trailing mean)"], loc="lower center", ncol=3, fontsize=8,
+                   frameon=False)
     return fig
 
 

@@ -71,6 +71,7 @@ reuse check), ``label_free`` (the rewards, the pool without labels, the unseen C
 readings after training), ``runner`` (one run, many runs, the references, the selection set), ``tuning`` (the
 choices on validation and on the selection set), ``fresh`` (the fresh test split, answered once), ``protocol``
 (:func:`run`, end to end), ``results`` (the summary, tables and curves), ``export`` (every answer, clip by clip),
+``answers`` (the exported answers read back per method and seed: scores, spread, form, paired tests; notebook 06),
 ``cli`` (the command line). This package re-exports what notebooks, benchmarks and tests use.
 """
 from drivekit.experiment.cli import from_arguments, main, parser

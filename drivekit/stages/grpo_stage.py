@@ -60,10 +60,10 @@ def build_trainer(cfg: Config, items: Sequence[Mapping], reward, settings: GRPOS
     settings = settings or profile_defaults(GRPOSettings, cfg)
     trainer = grpo_trainer(model, processor, items, reward, settings,
                            run_dir or Path(cfg.runs_dir) / GRPOArtifacts.NAME / "run", instruction, report)
-    if not progress:
-        from transformers.trainer_callback import ProgressCallback
-
-        trainer.remove_callback(ProgressCallback)
+    if not progress:  # transformers' bar: ProgressCallback in a terminal, NotebookProgressCallback in Jupyter
+        for callback in [c for c in trainer.callback_handler.callbacks
+                         if type(c).__name__ in ("ProgressCallback", "NotebookProgressCallback")]:
+            trainer.remove_callback(callback)
     return trainer
 
 

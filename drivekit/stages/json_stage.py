@@ -10,11 +10,13 @@ under grammar-constrained decoding (:mod:`drivekit.models.constrained`). The run
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
+
+import pandas as pd
 
 from drivekit.stages import runs
 from drivekit.algorithms.a2c import A2CSettings
@@ -27,12 +29,13 @@ from drivekit.models.constrained import JsonConstraint
 from drivekit.evaluation.reports import compare, read_predictions, write_predictions
 from drivekit.models.vlm import reference_policy
 from drivekit.algorithms.sft import SFTSettings, predict
-from drivekit.stages.sft_stage import SFTArtifacts
+from drivekit.stages.sft_stage import SFTArtifacts, course_data, course_fraction
 from drivekit.stages.sft_stage import artifacts as sft_artifacts
 from drivekit.stages.sft_stage import ensure as ensure_sft
 from drivekit.stages.sft_stage import run as run_sft
-from drivekit.data.toy_split import items_of, toy_data
+from drivekit.data.toy_split import TRAIN_FRACTION, items_of, toy_data
 from drivekit.rewards.weighted_reward import RewardSettings, make_reward
+from drivekit.text.json_output import load_object, parse_json
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ class JsonSettings(Settings):
     reward: RewardSettings = RewardSettings(r1_weight=1.0, r2_weight=1.0, r3_weight=1.0, r2="label_f1")
     # Fewer epochs leave the tiny VLM answering "Action: ..." first: its LM-head rows of " Action" and
     # ' {"' point the same way, and LoRA leaves the LM head frozen (benchmarks/RESULTS.md, "Why
-    # SFT-JSON needs its 12 epochs").
+    # SFT-JSON needs its 12 epochs"). Counted over the proposal's 1/8: on the course's labelled share
+    # (``sft_stage.course_fraction``, 1/32 on synthetic clips) SFT-JSON makes as many clip passes (48 epochs).
     sft_epochs: float = 12.0
     sft_lora_dropout: float | None = None  # None: the profile's SFT LoRA dropout
     max_new_tokens: int = 160  # the longest JSON target of the synthetic data is about 130 tokens
@@ -69,8 +73,8 @@ class JsonSettings(Settings):
 
     def sft_settings(self, cfg: Config):
         """The SFT settings of SFT-JSON: the profile's, with the JSON target and this stage's changes."""
-        settings = profile_defaults(SFTSettings, cfg, target="json", epochs=self.sft_epochs,
-                                    max_new_tokens=self.max_new_tokens)
+        epochs = self.sft_epochs * TRAIN_FRACTION / course_fraction(cfg)  # the clip passes of 1/8 at the course's share
+        settings = profile_defaults(SFTSettings, cfg, target="json", epochs=epochs, max_new_tokens=self.max_new_tokens)
         if self.sft_lora_dropout is not None:
             settings = replace(settings, lora=replace(settings.lora, dropout=self.sft_lora_dropout))
         return replace(settings, eval_batch_size=self.eval_batch_size or settings.eval_batch_size)
@@ -116,10 +120,53 @@ MODELS = ("SFT (plain)", "SFT-JSON", "RL-JSON", "SFT-JSON + constrained")  # the
 
 def make_trainer(cfg: Config, settings: JsonSettings, result: JsonArtifacts, clip_reward, progress: bool = True):
     """The A2C trainer of the JSON stage: policy = the SFT-JSON adapter (a frozen copy is π_ref),
-    R = w1·R1 + w2·R2 + w3·R3 with ``clip_reward`` as R1, on the toy train subset."""
-    train = items_of(cfg, toy_data(cfg).train)
-    return build_trainer(cfg, train, settings.make_reward(clip_reward), settings.a2c_settings(cfg),
+    R = w1·R1 + w2·R2 + w3·R3 with ``clip_reward`` as R1, on the pool (``sft_stage.course_data``: the
+    train-part clips SFT did not learn from, as notebooks 04 and 04b sample; R2 reads their labels)."""
+    pool = items_of(cfg, course_data(cfg).pool)
+    return build_trainer(cfg, pool, settings.make_reward(clip_reward), settings.a2c_settings(cfg),
                          start=result.sft.best, run_dir=result.rl.dir / "run", progress=progress)
+
+
+SAMPLE_KINDS = ("valid JSON", "invalid JSON", "plain text")
+
+
+def sample_kind(text: str) -> str:
+    """What a sampled answer is: ``valid JSON`` (strict JSON valid against the schema), ``invalid JSON`` (a
+    JSON object that breaks the schema, or text that starts like one, ``{``, and does not parse), or
+    ``plain text`` (no JSON object at all: the Stage-2 ``Action: ...`` text, mostly). R1 and R2 read plain
+    text as nothing (0), R3 gives it 0 on every level."""
+    text = str(text).strip()
+    if parse_json(text).ok:
+        return "valid JSON"
+    return "invalid JSON" if text.startswith("{") or load_object(text)[0] is not None else "plain text"
+
+
+def train_recording(trainer) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``trainer.train()``, keeping every completion its reward scored: ``(log, samples)``, where ``samples``
+    has one row per sampled answer: ``step``, ``text``, ``kind`` (:func:`sample_kind`) and each term's score
+    (``r1``, ``r2``, ``r3``), the per-answer values whose batch means the log's ``reward_<term>`` columns are."""
+    pending: list[tuple[list, object]] = []
+    rows: list[dict] = []
+    evaluate: Callable = trainer.reward.evaluate
+
+    def recording(completions, **batch):
+        result = evaluate(completions, **batch)
+        pending.append((list(completions), result))
+        return result
+
+    def collect(_, row: Mapping) -> None:
+        for texts, result in pending:
+            for i, text in enumerate(texts):
+                rows.append(dict(step=row["step"], text=str(text), kind=sample_kind(text),
+                                 **{name: float(v[i]) for name, v in result.components.items()}))
+        pending.clear()
+
+    trainer.reward.evaluate = recording
+    try:
+        log = trainer.train(callback=collect)
+    finally:
+        del trainer.reward.evaluate  # the class's method again
+    return log, pd.DataFrame(rows, columns=["step", "text", "kind", *trainer.reward.terms])
 
 
 def evaluate(cfg: Config, settings: JsonSettings, result: JsonArtifacts, trainer, progress: bool = True) -> dict:

@@ -1,5 +1,11 @@
 """The SFT stage (notebook 02): QLoRA SFT on the toy train subset, predictions on the toy test split.
 
+The course's labelled share (:func:`course_fraction`): on synthetic clips the experiment's 1/32, trained for
+as many clip passes as the profile's epochs make over the proposal's 1/8 (:func:`course_settings`: the tiny
+profile's 12 epochs at 1/8 become 48 at 1/32). At the proposal's 1/8 SFT reaches a pair F1 of about 0.98
+on the synthetic toy-test clips (``benchmarks/results/sft.json``), which leaves RL little to learn. On real
+BDD-OIA the course keeps the proposal's 1/8, where SFT is far from that (the proposal's Fig. 5).
+
 Run directory, under ``cfg.runs_dir / "sft"`` (:class:`SFTArtifacts`): ``best/`` (adapter),
 ``checkpoint-<step>/`` (adapters; the newest also holds the trainer state a run resumes from),
 ``loss_log.csv`` (step, epoch, lr, train_loss, val_loss), ``predictions.jsonl``
@@ -22,7 +28,6 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -35,11 +40,35 @@ from drivekit.evaluation.reports import score, write_predictions
 from drivekit.text.json_output import scene_texts
 from drivekit.models.vlm import default_device, load_vlm, set_lora_dropout
 from drivekit.algorithms.sft import SFTSettings, best_step, predict, train
-from drivekit.data.toy_split import TRAIN_FRACTION, toy_data
+from drivekit.data.toy_split import TRAIN_FRACTION, ToyData, toy_data
 from drivekit.core.tracking import BACKENDS, Report
 
 
 VAL_PREDICTIONS = "val_predictions.jsonl"  # answers on the validation clips (run(score_val=True))
+
+
+COURSE_FRACTION = 1 / 32  # the course's labelled share of the toy train part on synthetic clips (the experiment's)
+
+
+def course_fraction(cfg: Config) -> float:
+    """The labelled share notebook 02's SFT trains on: :data:`COURSE_FRACTION` on synthetic clips (the
+    tiny profile), the proposal's 1/8 (``toy_split.TRAIN_FRACTION``) on real BDD-OIA."""
+    return COURSE_FRACTION if cfg.synthetic else TRAIN_FRACTION
+
+
+def course_settings(cfg: Config, **changes) -> SFTSettings:
+    """Notebook 02's ``SFTSettings``: the profile's, with as many clip passes over the course's share as the
+    profile's epochs make over the proposal's 1/8 (tiny: 12 epochs -> 48 at 1/32), then ``changes``."""
+    epochs = profile_defaults(SFTSettings, cfg).epochs * TRAIN_FRACTION / course_fraction(cfg)
+    return profile_defaults(SFTSettings, cfg, **{"epochs": epochs, **changes})
+
+
+def course_data(cfg: Config, val_size: int | None = None) -> ToyData:
+    """The toy split as notebook 02 trains on it (``toy_split.toy_data`` at :func:`course_fraction`, with
+    the course settings' validation clips): ``train`` (SFT's labelled clips), ``val``, ``test`` and ``pool``
+    (the train part's other clips, where the RL notebooks sample)."""
+    val_size = course_settings(cfg).val_size if val_size is None else val_size
+    return toy_data(cfg, val_size, fraction=course_fraction(cfg))
 
 
 class SFTArtifacts(runs.RunDir):
@@ -68,7 +97,7 @@ def write_summary(result: SFTArtifacts, cfg: Config, settings: SFTSettings, log:
 
 def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str | Path | None = None,
         progress: bool = True, start: str | Path | None = None, resume: bool = False,
-        labels: str = "subset", fraction: float = TRAIN_FRACTION, report: Report | None = None,
+        labels: str = "subset", fraction: float | None = None, report: Report | None = None,
         draw: int | None = None, score_val: bool = False) -> SFTArtifacts:
     """Fine-tune on the toy train subset, evaluate on the toy test split, write every artifact.
 
@@ -77,13 +106,15 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
     ``settings.lora``. ``resume``: continue from the run directory's latest checkpoint (see
     ``sft.train``). ``labels="all"``: train on every toy-train label but the validation clips'
     (``toy_split.toy_data``), the reference of what labels give.
-    ``fraction``: the labelled share of the train part ``labels="subset"`` trains on (the proposal's 1/8).
+    ``fraction``: the labelled share of the train part ``labels="subset"`` trains on (default
+    :func:`course_fraction`: 1/32 on synthetic clips, the proposal's 1/8 on real BDD-OIA).
     ``report``: where training reports (default: ``$DRIVEKIT_REPORT_TO``, run ``SFT``; ``drivekit.core.tracking``).
     ``draw``: an experiment seed's own draw of the labelled subset and validation clips (``toy_split.toy_data``).
     ``score_val``: also answer the validation clips (``val_predictions.jsonl``), where settings are chosen.
     """
     cfg = cfg or load()
-    settings = settings or profile_defaults(SFTSettings, cfg)
+    settings = settings or course_settings(cfg)
+    fraction = course_fraction(cfg) if fraction is None else fraction
     result = SFTArtifacts(Path(out)) if out else artifacts(cfg)
     state = PartialState(cpu=default_device().type == "cpu")  # CPU processes under torchrun join a gloo group
     t0 = time.perf_counter()
@@ -110,14 +141,28 @@ def run(cfg: Config | None = None, settings: SFTSettings | None = None, out: str
 
 
 def ensure(cfg: Config | None = None, settings: SFTSettings | None = None) -> SFTArtifacts:
-    """The SFT artifacts of ``cfg`` with ``settings`` (default: the profile's), trained through :func:`run`
-    unless they are a finished run of those settings (:func:`drivekit.stages.runs.ensure`, which says why
-    it trains); a run that was cut off continues from its latest checkpoint, a run of other settings is
-    trained afresh."""
+    """The SFT artifacts of ``cfg`` with ``settings`` (default: :func:`course_settings`) at
+    :func:`course_fraction`, trained through :func:`run` unless they are a finished run of those settings and
+    that share (saying why it trains, as :func:`drivekit.stages.runs.ensure` does); a run that was cut off
+    continues from its latest checkpoint, a run of other settings or another recorded share is trained afresh."""
     cfg = cfg or load()
-    settings = settings or profile_defaults(SFTSettings, cfg)
-    resume = not isinstance(artifacts(cfg).unfinished(settings), runs.OtherSettings)
-    return runs.ensure(SFTArtifacts, partial(run, settings=settings, resume=resume), cfg, settings)
+    settings = settings or course_settings(cfg)
+    result = artifacts(cfg)
+    problem = result.unfinished(settings) or other_fraction(result, course_fraction(cfg))
+    if problem is None:
+        return result
+    if result.dir.exists():
+        print(f"{problem}; running it again")
+    return run(cfg, settings=settings, resume=not isinstance(problem, runs.OtherSettings))
+
+
+def other_fraction(result: SFTArtifacts, fraction: float) -> runs.OtherSettings | None:
+    """The problem of a finished run whose summary records another labelled share than ``fraction``, else None
+    (a summary without one, written before the share was recorded, is judged by its settings alone)."""
+    then = result.read_summary().get("fraction")
+    if then is None or float(then) == fraction:
+        return None
+    return runs.OtherSettings(result.summary, f"written with fraction={then!r}, asked for {fraction!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,9 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=float)
     p.add_argument("--lr", type=float)
     p.add_argument("--labels", choices=("subset", "all"), default="subset",
-                   help="train on the toy 1/8 (default) or on every toy-train label but the validation clips'")
-    p.add_argument("--fraction", type=float, default=TRAIN_FRACTION,
-                   help="labelled share of the toy train part (default 1/8, the proposal's)")
+                   help="train on the labelled share (default) or on every toy-train label but the validation clips'")
+    p.add_argument("--fraction", type=float,
+                   help="labelled share of the toy train part (default: the course's, 1/32 on synthetic clips, "
+                        "the proposal's 1/8 on real BDD-OIA)")
     add_model_arguments(p)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output directory")
     p.add_argument("--report-to", choices=BACKENDS, help="watch the run in trackio or TensorBoard (default: "
@@ -137,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     cfg = load(a.profile, **model_overrides(a))
     changes = {k: v for k, v in (("epochs", a.epochs), ("lr", a.lr)) if v is not None}
-    result = run(cfg, profile_defaults(SFTSettings, cfg, **changes), a.out, resume=a.resume, labels=a.labels,
+    result = run(cfg, course_settings(cfg, **changes), a.out, resume=a.resume, labels=a.labels,
                  fraction=a.fraction, report=Report(to=a.report_to))
     if PartialState().is_main_process and result.summary.exists():
         s = result.read_summary()

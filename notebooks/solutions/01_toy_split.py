@@ -2,8 +2,8 @@
 import numpy as np
 
 
-def predict_sizes(counts_per_action, test_share=0.2, train_fraction=1 / 8):
-    """Exercise 01.1: the sizes of the toy split's parts from the pool's clips per action."""
+def predict_sizes(counts_per_action, train_fraction, test_share=0.2):
+    """Exercise 01.1: the sizes of the toy split's parts from the pool's clips per action and the labelled share."""
     counts = np.asarray(counts_per_action)
     test = round(test_share * counts.sum())
     train_full_per_action = counts - np.round(test_share * counts)  # about 80 % of each action

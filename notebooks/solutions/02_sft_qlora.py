@@ -2,7 +2,7 @@
 
 
 def mask_labels(input_ids, attention_mask, prompt_lengths):
-    """Exercise 02.1: labels = the input tokens, -100 on each row's prompt and on padding."""
+    """Exercise 02.2: labels = the input tokens, -100 on each row's prompt and on padding."""
     labels = input_ids.clone()
     for i, n in enumerate(prompt_lengths):
         labels[i, :n] = -100
@@ -11,5 +11,5 @@ def mask_labels(input_ids, attention_mask, prompt_lengths):
 
 
 def lora_parameters(d_in, d_out, r):
-    """Exercise 02.2: LoRA's A (r x d_in) and B (d_out x r) of one linear layer."""
+    """Exercise 02.1: LoRA's A (r x d_in) and B (d_out x r) of one linear layer."""
     return r * d_in + d_out * r

@@ -22,10 +22,12 @@ def my_returns_advantages(rewards, values, discount):
     return returns, returns - np.asarray(values, dtype=float)
 
 
-def my_group_advantages(rewards, group_size, scale=True):
-    """Exercise 04.3: per group of ``group_size`` answers, (r − mean) / (std + 1e-4), the std unbiased (n − 1)."""
-    groups = np.asarray(rewards, dtype=float).reshape(-1, group_size)
-    advantages = groups - groups.mean(axis=1, keepdims=True)
-    if scale:
-        advantages = advantages / (groups.std(axis=1, ddof=1, keepdims=True) + 1e-4)
-    return advantages.ravel()
+def my_a2c_loss(logp, entropy, values, returns, mask, value_coef, entropy_coef):
+    """Exercise 04.3: −mean(A·log π) + c_v·mean((V − G)²) − c_e·mean(H) over the valid tokens, A = G − V detached."""
+    def mean(x):  # over the valid tokens only
+        return (x * mask).sum() / mask.sum()
+
+    advantages = returns - values.detach()  # the policy term must not train the critic
+    policy = -mean(advantages * logp)
+    value = mean((values - returns) ** 2)
+    return policy + value_coef * value - entropy_coef * mean(entropy)

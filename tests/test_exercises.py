@@ -27,6 +27,13 @@ def solutions(notebook: str):
     return module
 
 
+def hint_of(check, fn) -> str:
+    """The hint of the wrong-answer ``ExerciseError`` that ``check`` raises on ``fn``."""
+    with pytest.raises(exercises.ExerciseError, match="wrong answer") as error:
+        check(fn)
+    return str(error.value).split("hint:", 1)[1]
+
+
 def stub(*args):
     raise NotImplementedError
 
@@ -144,34 +151,6 @@ SIMPLE = {
            (exercises.check_sign_test, "my_sign_test", lambda f, b: sign_tail(f, b, cap=False), "cap p at 1"),
            (exercises.check_sign_test, "my_sign_test", lambda f, b: sign_tail(f, b, k=max), "k = min(fixed, broken)")],
 }
-CASES = [(nb, *case) for nb, cases in SIMPLE.items() for case in cases]
-
-
-@pytest.mark.parametrize("notebook, check, name, wrong, hint", CASES,
-                         ids=[f"{nb}-{name}-{i}" for i, (nb, _, name, _, _) in enumerate(CASES)])
-def test_solution_passes_wrong_answer_gets_its_hint_stub_is_not_attempted(notebook, check, name, wrong, hint, capsys):
-    assert check(getattr(solutions(notebook), name)) is True
-    assert "passed" in capsys.readouterr().out
-    with pytest.raises(exercises.ExerciseError, match="wrong answer") as error:
-        check(wrong)
-    assert hint in str(error.value).split("hint:", 1)[1], str(error.value)
-    assert check(stub) is False
-    assert "not attempted yet" in capsys.readouterr().out
-
-
-def test_each_named_mistake_gets_a_hint_of_its_own():
-    """Two mistakes of one exercise never share a hint: the test above would pass a hint that names the
-    wrong mistake if two rows expected the same fragment for different checkers' mistakes."""
-    by_check = {}
-    for _, check, _, wrong, hint in CASES:
-        with pytest.raises(exercises.ExerciseError) as error:
-            check(wrong)
-        by_check.setdefault(check.__name__, {}).setdefault(hint, set()).add(str(error.value).split("hint:", 1)[1])
-    for check, hints in by_check.items():
-        texts = [t for ts in hints.values() for t in ts]
-        assert len(set(texts)) == len(hints), (check, hints)
-
-
 def test_group_advantages_follow_trl_grpo_trainer():
     """The reference of exercise 04.2 is trl's formula (GRPOTrainer, ``scale_rewards`` "group" and "none"):
     ``rewards - mean`` of the group, divided by trl's ``nanstd`` of the group + 1e-4."""
@@ -292,15 +271,6 @@ A2C_MISTAKES = [(a2c_with(detach=False), "detach the advantage"), (a2c_with(poli
                 (lambda lp, h, v, g, m, cv, ce: a2c_with()(lp, h, v, g, m, cv, ce).detach(), "loss = −mean(A·logp)")]
 
 
-@pytest.mark.parametrize("wrong, hint", A2C_MISTAKES, ids=[h for _, h in A2C_MISTAKES])
-def test_a2c_loss_checker_names_each_mistake(wrong, hint, capsys):
-    assert exercises.check_a2c_loss(solutions("04").my_a2c_loss) is True
-    with pytest.raises(exercises.ExerciseError, match="wrong answer") as error:
-        exercises.check_a2c_loss(wrong)
-    assert hint in str(error.value).split("hint:", 1)[1], str(error.value)
-    assert exercises.check_a2c_loss(stub) is False
-    assert "not attempted yet" in capsys.readouterr().out
-
 
 def test_a2c_loss_reference_is_the_trainers():
     """The reference loss is what A2CTrainer's step computes (policy, value and entropy terms over the valid
@@ -336,15 +306,6 @@ PPO_MISTAKES = [(ppo(minimum=False), "max instead of min"), (ppo(clip_advantage=
                 (lambda lp, old, adv, eps: ppo()(lp, old, adv, eps).detach(), "the gradient flows through ρ")]
 
 
-@pytest.mark.parametrize("wrong, hint", PPO_MISTAKES, ids=[h for _, h in PPO_MISTAKES])
-def test_clipped_objective_checker_names_each_mistake(wrong, hint, capsys):
-    assert exercises.check_clipped_objective(solutions("04b").my_clipped_objective) is True
-    with pytest.raises(exercises.ExerciseError, match="wrong answer") as error:
-        exercises.check_clipped_objective(wrong)
-    assert hint in str(error.value).split("hint:", 1)[1], str(error.value)
-    assert exercises.check_clipped_objective(stub) is False
-    assert "not attempted yet" in capsys.readouterr().out
-
 
 def test_clipped_objective_follows_trl_grpo_trainer():
     """The reference is trl 1.16's per-token GRPO loss, negated: coef_1 = exp(logp − old_logp), coef_2 =
@@ -366,3 +327,30 @@ def test_clipped_objective_follows_trl_grpo_trainer():
     ratio = coef_1.numpy()
     assert ((ratio < 1 - eps) & (adv.numpy() > 0)).any() and ((ratio < 1 - eps) & (adv.numpy() < 0)).any()
     assert ((ratio > 1 + eps) & (adv.numpy() > 0)).any() and ((ratio > 1 + eps) & (adv.numpy() < 0)).any()
+
+
+# Every named mistake: the simple checks' table, and the A2C-loss and clipped-objective mistakes
+CASES = ([(nb, *case) for nb, cases in SIMPLE.items() for case in cases]
+         + [("04", exercises.check_a2c_loss, "my_a2c_loss", wrong, hint) for wrong, hint in A2C_MISTAKES]
+         + [("04b", exercises.check_clipped_objective, "my_clipped_objective", wrong, hint) for wrong, hint in PPO_MISTAKES])
+
+
+@pytest.mark.parametrize("notebook, check, name, wrong, hint", CASES,
+                         ids=[f"{nb}-{name}-{i}" for i, (nb, _, name, _, _) in enumerate(CASES)])
+def test_solution_passes_wrong_answer_gets_its_hint_stub_is_not_attempted(notebook, check, name, wrong, hint, capsys):
+    assert check(getattr(solutions(notebook), name)) is True
+    assert "passed" in capsys.readouterr().out
+    assert hint in (given := hint_of(check, wrong)), given
+    assert check(stub) is False
+    assert "not attempted yet" in capsys.readouterr().out
+
+
+def test_each_named_mistake_gets_a_hint_of_its_own():
+    """Two mistakes of one exercise never share a hint: the test above would pass a hint that names the
+    wrong mistake if two rows expected the same fragment for different checkers' mistakes."""
+    by_check = {}
+    for _, check, _, wrong, hint in CASES:
+        by_check.setdefault(check.__name__, {}).setdefault(hint, set()).add(hint_of(check, wrong))
+    for check, hints in by_check.items():
+        texts = [t for ts in hints.values() for t in ts]
+        assert len(set(texts)) == len(hints), (check, hints)

@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pytest
+from test_exercises import hint_of
 from test_notebook_text import TRUNCATION, cells, notebook, output_texts, source
 
 from drivekit.algorithms import a2c
@@ -323,12 +324,6 @@ A2C_HINTS = [  # (a wrong loss, a fragment of the hint it must get)
     (dict(mean=False), "you summed over the tokens"),
     (dict(detach_adv=False), "detach the advantage"),
 ]
-
-
-def hint_of(check, fn) -> str:
-    with pytest.raises(exercises.ExerciseError, match="wrong answer") as error:
-        check(fn)
-    return str(error.value).split("hint:", 1)[1]
 
 
 @pytest.mark.parametrize("mistake, hint", A2C_HINTS, ids=[h for _, h in A2C_HINTS])
